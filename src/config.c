@@ -1,0 +1,489 @@
+/*
+ * Directives of mod_auth_scalekit: parsing, merging and the checks made at start.
+ * Every handler parses the whole value strictly and returns an error that names the
+ * directive and the value, so `apachectl configtest` points at the line to fix.
+ */
+#include <apr_file_io.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <apr_uri.h>
+
+#include <http_core.h>
+
+#include "mod_auth_scalekit.h"
+
+/* Largest secret read through file: */
+#define SK_SECRET_FILE_MAX 65536
+
+void *sk_create_server_config(apr_pool_t *p, server_rec *s)
+{
+    sk_server_config_t *sc = apr_pcalloc(p, sizeof(*sc));
+
+    sc->ssl_verify = SK_UNSET;
+    sc->clock_skew = SK_UNSET;
+    sc->http_timeout = SK_UNSET;
+    sc->session_max_age = SK_UNSET;
+    return sc;
+}
+
+#define MERGE_PTR(field) merged->field = add->field ? add->field : base->field
+#define MERGE_INT(field) \
+    merged->field = add->field != SK_UNSET ? add->field : base->field
+
+void *sk_merge_server_config(apr_pool_t *p, void *base_conf, void *add_conf)
+{
+    sk_server_config_t *base = base_conf, *add = add_conf;
+    sk_server_config_t *merged = apr_pcalloc(p, sizeof(*merged));
+
+    MERGE_PTR(issuer);
+    MERGE_PTR(client_id);
+    MERGE_PTR(client_secret);
+    MERGE_PTR(redirect_uri);
+    MERGE_PTR(redirect_path);
+    MERGE_PTR(session_secret);
+    MERGE_PTR(scopes);
+    MERGE_PTR(cookie_name);
+    MERGE_PTR(ca_file);
+    MERGE_INT(ssl_verify);
+    MERGE_INT(clock_skew);
+    MERGE_INT(http_timeout);
+    MERGE_INT(session_max_age);
+    return merged;
+}
+
+void *sk_create_dir_config(apr_pool_t *p, char *dir)
+{
+    return apr_pcalloc(p, sizeof(sk_dir_config_t));
+}
+
+void *sk_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
+{
+    sk_dir_config_t *base = base_conf, *add = add_conf;
+    sk_dir_config_t *merged = apr_pcalloc(p, sizeof(*merged));
+
+    MERGE_PTR(remote_user_claim);
+    MERGE_PTR(connection_id);
+    MERGE_PTR(organization_id);
+    MERGE_PTR(domain);
+    MERGE_PTR(login_hint);
+    return merged;
+}
+
+static sk_server_config_t *server_config(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &auth_scalekit_module);
+}
+
+/* Returns NULL when value has no whitespace or control character. */
+static const char *check_token(cmd_parms *cmd, const char *value)
+{
+    const char *c;
+
+    if (value[0] == '\0') {
+        return apr_psprintf(cmd->pool, "%s: the value is empty", cmd->cmd->name);
+    }
+    for (c = value; *c; c++) {
+        if (apr_isspace(*c) || apr_iscntrl(*c)) {
+            return apr_psprintf(cmd->pool, "%s: \"%s\" contains whitespace or a "
+                                "control character", cmd->cmd->name, value);
+        }
+    }
+    return NULL;
+}
+
+static int is_loopback_host(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0
+           || strcmp(host, "::1") == 0;
+}
+
+/*
+ * Resolves a secret given as the value itself, as env:NAME or as file:/path. The value
+ * is never part of an error message.
+ */
+static const char *resolve_secret(cmd_parms *cmd, const char *arg,
+                                  const char **secret)
+{
+    const char *name = cmd->cmd->name;
+
+    if (strncmp(arg, "env:", 4) == 0) {
+        const char *value = getenv(arg + 4);
+
+        if (arg[4] == '\0') {
+            return apr_psprintf(cmd->pool, "%s: env: needs a variable name", name);
+        }
+        if (value == NULL || value[0] == '\0') {
+            return apr_psprintf(cmd->pool, "%s: environment variable %s is not set "
+                                "or empty", name, arg + 4);
+        }
+        *secret = apr_pstrdup(cmd->pool, value);
+        return NULL;
+    }
+
+    if (strncmp(arg, "file:", 5) == 0) {
+        const char *path = ap_server_root_relative(cmd->temp_pool, arg + 5);
+        char buf[SK_SECRET_FILE_MAX + 1];
+        apr_size_t len = SK_SECRET_FILE_MAX + 1;
+        apr_file_t *file;
+        apr_status_t rv;
+        char errbuf[120];
+
+        if (path == NULL || arg[5] == '\0') {
+            return apr_psprintf(cmd->pool, "%s: invalid file path \"%s\"", name,
+                                arg + 5);
+        }
+        rv = apr_file_open(&file, path, APR_FOPEN_READ, APR_FPROT_OS_DEFAULT,
+                           cmd->temp_pool);
+        if (rv == APR_SUCCESS) {
+            rv = apr_file_read_full(file, buf, len, &len);
+            apr_file_close(file);
+            if (rv == APR_EOF) {
+                rv = APR_SUCCESS;
+            }
+        }
+        if (rv != APR_SUCCESS) {
+            return apr_psprintf(cmd->pool, "%s: cannot read \"%s\": %s", name, path,
+                                apr_strerror(rv, errbuf, sizeof(errbuf)));
+        }
+        if (len > SK_SECRET_FILE_MAX) {
+            return apr_psprintf(cmd->pool, "%s: \"%s\" is larger than %d bytes",
+                                name, path, SK_SECRET_FILE_MAX);
+        }
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
+            len--;
+        }
+        if (len == 0) {
+            return apr_psprintf(cmd->pool, "%s: \"%s\" is empty", name, path);
+        }
+        *secret = apr_pstrmemdup(cmd->pool, buf, len);
+        memset(buf, 0, sizeof(buf));
+        return NULL;
+    }
+
+    if (arg[0] == '\0') {
+        return apr_psprintf(cmd->pool, "%s: the value is empty", name);
+    }
+    *secret = arg;
+    return NULL;
+}
+
+static const char *set_issuer(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+    apr_uri_t uri;
+
+    if (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || uri.scheme == NULL
+        || uri.hostname == NULL || uri.query != NULL || uri.fragment != NULL
+        || uri.user != NULL || check_token(cmd, arg) != NULL) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not an absolute URL without "
+                            "query or fragment, such as https://example.scalekit.dev",
+                            cmd->cmd->name, arg);
+    }
+    if (strcasecmp(uri.scheme, "https") != 0
+        && !(strcasecmp(uri.scheme, "http") == 0 && is_loopback_host(uri.hostname))) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" must use https (plain http is "
+                            "accepted only for a provider on the loopback address)",
+                            cmd->cmd->name, arg);
+    }
+    sc->issuer = arg;
+    return NULL;
+}
+
+static const char *set_client_id(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = check_token(cmd, arg);
+
+    if (err == NULL) {
+        server_config(cmd)->client_id = arg;
+    }
+    return err;
+}
+
+static const char *set_client_secret(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return resolve_secret(cmd, arg, &server_config(cmd)->client_secret);
+}
+
+static const char *set_session_secret(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *secret = NULL;
+    const char *err = resolve_secret(cmd, arg, &secret);
+
+    if (err != NULL) {
+        return err;
+    }
+    if (strlen(secret) < SK_SESSION_SECRET_MIN) {
+        return apr_psprintf(cmd->pool, "%s: the secret has %d bytes, at least %d "
+                            "are required (openssl rand -base64 48 makes one)",
+                            cmd->cmd->name, (int)strlen(secret),
+                            SK_SESSION_SECRET_MIN);
+    }
+    server_config(cmd)->session_secret = secret;
+    return NULL;
+}
+
+static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+    const char *invalid = apr_psprintf(cmd->pool, "%s: \"%s\" is not a path such as "
+                                       "/scalekit/callback or an absolute http(s) "
+                                       "URL without query or fragment",
+                                       cmd->cmd->name, arg);
+    apr_uri_t uri;
+
+    if (check_token(cmd, arg) != NULL || strchr(arg, '?') || strchr(arg, '#')
+        || strchr(arg, '\\') || strchr(arg, '%')) {
+        return invalid;
+    }
+    if (arg[0] == '/') {
+        if (arg[1] == '/') {
+            return invalid;
+        }
+        sc->redirect_uri = arg;
+        sc->redirect_path = arg;
+        return NULL;
+    }
+    if (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || uri.scheme == NULL
+        || (strcasecmp(uri.scheme, "https") != 0 && strcasecmp(uri.scheme, "http") != 0)
+        || uri.hostname == NULL || uri.path == NULL || uri.path[0] != '/') {
+        return invalid;
+    }
+    sc->redirect_uri = arg;
+    sc->redirect_path = uri.path;
+    return NULL;
+}
+
+static const char *set_scopes(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *c;
+    char *last, *scope, *copy = apr_pstrdup(cmd->temp_pool, arg);
+    int has_openid = 0;
+
+    for (c = arg; *c; c++) {
+        if (apr_iscntrl(*c) || *c == '"' || *c == '\\') {
+            return apr_psprintf(cmd->pool, "%s: \"%s\" contains a character not "
+                                "allowed in a scope", cmd->cmd->name, arg);
+        }
+    }
+    for (scope = apr_strtok(copy, " ", &last); scope;
+         scope = apr_strtok(NULL, " ", &last)) {
+        has_openid |= strcmp(scope, "openid") == 0;
+    }
+    if (!has_openid) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" must include the scope openid",
+                            cmd->cmd->name, arg);
+    }
+    server_config(cmd)->scopes = arg;
+    return NULL;
+}
+
+static const char *set_ssl_verify(cmd_parms *cmd, void *dconf, int flag)
+{
+    server_config(cmd)->ssl_verify = flag;
+    return NULL;
+}
+
+/* Parses a whole decimal number of seconds within [min, max]. */
+static const char *parse_seconds(cmd_parms *cmd, const char *arg, int min, int max,
+                                 int *out)
+{
+    char *end;
+    apr_int64_t value;
+
+    errno = 0;
+    value = apr_strtoi64(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || !apr_isdigit(arg[0])
+        || value < min || value > max) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a whole number of seconds "
+                            "from %d to %d", cmd->cmd->name, arg, min, max);
+    }
+    *out = (int)value;
+    return NULL;
+}
+
+static const char *set_clock_skew(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return parse_seconds(cmd, arg, 0, 3600, &server_config(cmd)->clock_skew);
+}
+
+static const char *set_http_timeout(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return parse_seconds(cmd, arg, 1, 300, &server_config(cmd)->http_timeout);
+}
+
+static const char *set_session_max_age(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return parse_seconds(cmd, arg, 60, 31536000,
+                         &server_config(cmd)->session_max_age);
+}
+
+static const char *set_cookie_name(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *c;
+
+    for (c = arg; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '_' && *c != '-') {
+            break;
+        }
+    }
+    if (arg[0] == '\0' || *c != '\0' || strlen(arg) > 64) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a cookie name of 1 to 64 "
+                            "letters, digits, '_' or '-'", cmd->cmd->name, arg);
+    }
+    server_config(cmd)->cookie_name = arg;
+    return NULL;
+}
+
+static const char *set_ca_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *path = ap_server_root_relative(cmd->pool, arg);
+    apr_finfo_t finfo;
+
+    if (path == NULL
+        || apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->temp_pool) != APR_SUCCESS
+        || finfo.filetype != APR_REG) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a readable file",
+                            cmd->cmd->name, arg);
+    }
+    server_config(cmd)->ca_file = path;
+    return NULL;
+}
+
+/* Stores a token-like directory value (routing parameters, claim names). */
+static const char *set_dir_token(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = check_token(cmd, arg);
+
+    if (err == NULL && strlen(arg) > 256) {
+        err = apr_psprintf(cmd->pool, "%s: the value is longer than 256 characters",
+                           cmd->cmd->name);
+    }
+    if (err == NULL) {
+        *(const char **)((char *)dconf + (apr_size_t)cmd->info) = arg;
+    }
+    return err;
+}
+
+const command_rec sk_directives[] = {
+    AP_INIT_TAKE1("ScalekitIssuer", set_issuer, NULL, RSRC_CONF,
+                  "Scalekit environment URL, e.g. https://acme.scalekit.dev"),
+    AP_INIT_TAKE1("ScalekitClientID", set_client_id, NULL, RSRC_CONF,
+                  "Client ID of the Scalekit application (skc_...)"),
+    AP_INIT_TAKE1("ScalekitClientSecret", set_client_secret, NULL, RSRC_CONF,
+                  "Client secret: the value, env:NAME or file:/path"),
+    AP_INIT_TAKE1("ScalekitRedirectURI", set_redirect_uri, NULL, RSRC_CONF,
+                  "Callback path or absolute URL (default /scalekit/callback)"),
+    AP_INIT_TAKE1("ScalekitSessionSecret", set_session_secret, NULL, RSRC_CONF,
+                  "Key material for session cookies, 32 bytes or more: the value, "
+                  "env:NAME or file:/path"),
+    AP_INIT_RAW_ARGS("ScalekitScopes", set_scopes, NULL, RSRC_CONF,
+                     "Space-separated scopes (default openid email profile)"),
+    AP_INIT_FLAG("ScalekitSSLVerify", set_ssl_verify, NULL, RSRC_CONF,
+                 "Verify the provider's TLS certificate (default On)"),
+    AP_INIT_TAKE1("ScalekitClockSkew", set_clock_skew, NULL, RSRC_CONF,
+                  "Seconds of clock difference allowed on token times (default 60)"),
+    AP_INIT_TAKE1("ScalekitHTTPTimeout", set_http_timeout, NULL, RSRC_CONF,
+                  "Seconds allowed for a request to the provider (default 10)"),
+    AP_INIT_TAKE1("ScalekitSessionMaxAge", set_session_max_age, NULL, RSRC_CONF,
+                  "Seconds a session lasts after login (default 28800)"),
+    AP_INIT_TAKE1("ScalekitCookieName", set_cookie_name, NULL, RSRC_CONF,
+                  "Name of the session cookie (default scalekit_session)"),
+    AP_INIT_TAKE1("ScalekitCAFile", set_ca_file, NULL, RSRC_CONF,
+                  "PEM file of CA certificates to verify the provider against"),
+    AP_INIT_TAKE1("ScalekitRemoteUserClaim", set_dir_token,
+                  (void *)APR_OFFSETOF(sk_dir_config_t, remote_user_claim),
+                  OR_AUTHCFG, "Claim that becomes REMOTE_USER (default sub)"),
+    AP_INIT_TAKE1("ScalekitConnectionID", set_dir_token,
+                  (void *)APR_OFFSETOF(sk_dir_config_t, connection_id),
+                  OR_AUTHCFG, "Scalekit connection to log in with (conn_...)"),
+    AP_INIT_TAKE1("ScalekitOrganizationID", set_dir_token,
+                  (void *)APR_OFFSETOF(sk_dir_config_t, organization_id),
+                  OR_AUTHCFG, "Scalekit organization to log in with (org_...)"),
+    AP_INIT_TAKE1("ScalekitDomain", set_dir_token,
+                  (void *)APR_OFFSETOF(sk_dir_config_t, domain),
+                  OR_AUTHCFG, "Email domain whose organization logs in"),
+    AP_INIT_TAKE1("ScalekitLoginHint", set_dir_token,
+                  (void *)APR_OFFSETOF(sk_dir_config_t, login_hint),
+                  OR_AUTHCFG, "Email address sent as login_hint"),
+    { NULL }
+};
+
+int sk_config_is_client(const sk_server_config_t *sc)
+{
+    return sc->issuer != NULL || sc->client_id != NULL || sc->client_secret != NULL
+           || sc->session_secret != NULL;
+}
+
+/*
+ * Checks that a server with any client setting has all of them, applies the
+ * defaults and derives the cookie keys. Logs the problem and returns APR_EINVAL
+ * when the server cannot work, so httpd refuses to start.
+ */
+apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *sc)
+{
+    const char *missing = NULL;
+    unsigned char key[SK_KEY_LEN];
+
+    if (sc->issuer == NULL) {
+        missing = "ScalekitIssuer";
+    }
+    else if (sc->client_id == NULL) {
+        missing = "ScalekitClientID";
+    }
+    else if (sc->client_secret == NULL) {
+        missing = "ScalekitClientSecret";
+    }
+    else if (sc->session_secret == NULL) {
+        missing = "ScalekitSessionSecret";
+    }
+    if (missing != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s,
+                     "Scalekit is configured for server %s (%s:%d) but %s is "
+                     "missing; set it in that server or virtual host",
+                     s->server_hostname ? s->server_hostname : "(unnamed)",
+                     s->defn_name ? s->defn_name : "main config",
+                     s->defn_line_number, missing);
+        return APR_EINVAL;
+    }
+
+    if (sc->redirect_uri == NULL) {
+        sc->redirect_uri = SK_DEFAULT_REDIRECT_PATH;
+        sc->redirect_path = SK_DEFAULT_REDIRECT_PATH;
+    }
+    if (sc->scopes == NULL) {
+        sc->scopes = SK_DEFAULT_SCOPES;
+    }
+    if (sc->cookie_name == NULL) {
+        sc->cookie_name = SK_DEFAULT_COOKIE_NAME;
+    }
+    if (sc->ssl_verify == SK_UNSET) {
+        sc->ssl_verify = 1;
+    }
+    if (sc->clock_skew == SK_UNSET) {
+        sc->clock_skew = SK_DEFAULT_CLOCK_SKEW;
+    }
+    if (sc->http_timeout == SK_UNSET) {
+        sc->http_timeout = SK_DEFAULT_HTTP_TIMEOUT;
+    }
+    if (sc->session_max_age == SK_UNSET) {
+        sc->session_max_age = SK_DEFAULT_SESSION_MAX_AGE;
+    }
+
+    /* Separate keys for the two cookie kinds, derived once here and not per request. */
+    if (sk_hkdf_sha256((const unsigned char *)sc->session_secret,
+                       strlen(sc->session_secret), "mod_auth_scalekit",
+                       "session cookie v1", key, sizeof(key)) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memcpy(sc->session_key, key, sizeof(key));
+    if (sk_hkdf_sha256((const unsigned char *)sc->session_secret,
+                       strlen(sc->session_secret), "mod_auth_scalekit",
+                       "state cookie v1", key, sizeof(key)) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    memcpy(sc->state_key, key, sizeof(key));
+    memset(key, 0, sizeof(key));
+
+    sc->provider = sk_provider_cache_create(p);
+    return sc->provider ? APR_SUCCESS : APR_EGENERAL;
+}

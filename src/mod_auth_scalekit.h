@@ -1,0 +1,126 @@
+/*
+ * Private header of the httpd glue: configuration records and the functions that the
+ * glue files share. Only glue files include httpd headers.
+ */
+#ifndef MOD_AUTH_SCALEKIT_H
+#define MOD_AUTH_SCALEKIT_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_request.h>
+#include <apr_thread_mutex.h>
+
+#include "sk_crypto.h"
+#include "sk_oidc.h"
+#include "sk_http.h"
+#include "sk_jose.h"
+
+#define SK_MODULE_VERSION "0.1.0"
+#define SK_USER_AGENT "mod_auth_scalekit/" SK_MODULE_VERSION
+#define SK_AUTH_TYPE "Scalekit"
+
+#define SK_UNSET -1
+
+/* Defaults of the server directives. */
+#define SK_DEFAULT_REDIRECT_PATH "/scalekit/callback"
+#define SK_DEFAULT_SCOPES "openid email profile"
+#define SK_DEFAULT_COOKIE_NAME "scalekit_session"
+#define SK_DEFAULT_CLOCK_SKEW 60            /* seconds */
+#define SK_DEFAULT_HTTP_TIMEOUT 10          /* seconds */
+#define SK_DEFAULT_SESSION_MAX_AGE 28800    /* seconds: 8 hours */
+#define SK_SESSION_SECRET_MIN 32            /* bytes */
+
+/* A login attempt must come back within this many seconds. */
+#define SK_STATE_MAX_AGE 600
+#define SK_STATE_COOKIE_PREFIX "scalekit_state_"
+
+/* Prefix of the environment variables that carry claims. */
+#define SK_CLAIM_ENV_PREFIX "SCALEKIT_CLAIM_"
+
+/* The file that declares the module gets the log index from AP_DECLARE_MODULE. */
+#ifndef SK_DECLARES_MODULE
+APLOG_USE_MODULE(auth_scalekit);
+#endif
+extern module AP_MODULE_DECLARE_DATA auth_scalekit_module;
+
+/* Per-process copies of the provider documents; see provider.c. */
+typedef struct sk_provider_cache_t sk_provider_cache_t;
+
+typedef struct {
+    const char *issuer;
+    const char *client_id;
+    const char *client_secret;
+    const char *redirect_uri;       /* as configured: a path or an absolute URL */
+    const char *redirect_path;      /* the path part, matched against r->uri */
+    const char *session_secret;
+    const char *scopes;
+    const char *cookie_name;
+    const char *ca_file;
+    int ssl_verify;
+    int clock_skew;
+    int http_timeout;
+    int session_max_age;
+
+    /* Set in post_config from the merged values. */
+    unsigned char session_key[SK_KEY_LEN];
+    unsigned char state_key[SK_KEY_LEN];
+    sk_provider_cache_t *provider;
+} sk_server_config_t;
+
+typedef struct {
+    const char *remote_user_claim;
+    const char *connection_id;
+    const char *organization_id;
+    const char *domain;
+    const char *login_hint;
+} sk_dir_config_t;
+
+/* A session read from or written to the session cookie. */
+typedef struct {
+    const char *id;
+    apr_time_t created;            /* seconds since the epoch */
+    apr_time_t expires;            /* seconds since the epoch */
+    cJSON *claims;
+} sk_session_t;
+
+/* config.c */
+extern const command_rec sk_directives[];
+void *sk_create_server_config(apr_pool_t *p, server_rec *s);
+void *sk_merge_server_config(apr_pool_t *p, void *base, void *add);
+void *sk_create_dir_config(apr_pool_t *p, char *dir);
+void *sk_merge_dir_config(apr_pool_t *p, void *base, void *add);
+int sk_config_is_client(const sk_server_config_t *sc);
+apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *sc);
+
+/* provider.c */
+sk_provider_cache_t *sk_provider_cache_create(apr_pool_t *p);
+apr_status_t sk_provider_metadata(request_rec *r, sk_server_config_t *sc,
+                                  sk_provider_metadata_t **metadata);
+apr_status_t sk_provider_jwks(request_rec *r, sk_server_config_t *sc,
+                              const sk_provider_metadata_t *metadata, int force,
+                              sk_jwks_t **jwks);
+apr_status_t sk_provider_post_form(request_rec *r, sk_server_config_t *sc,
+                                   const char *url, const char *form,
+                                   sk_http_response_t **response, const char **err);
+
+/* session.c */
+const char *sk_cookie_get(request_rec *r, const char *name);
+void sk_cookie_set(request_rec *r, const char *name, const char *value,
+                   const char *path, long max_age);
+apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
+                             sk_session_t **session);
+apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
+                             const cJSON *claims);
+
+/* authn.c */
+int sk_check_authn(request_rec *r);
+int sk_error_page(request_rec *r, int status, const char *title,
+                  const char *message);
+const char *sk_redirect_uri(request_rec *r, const sk_server_config_t *sc);
+
+/* callback.c */
+int sk_quick_handler(request_rec *r, int lookup);
+
+#endif /* MOD_AUTH_SCALEKIT_H */
