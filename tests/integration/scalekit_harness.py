@@ -39,6 +39,12 @@ CALLBACK_PATH = "/scalekit/callback"
 SESSION_COOKIE = "scalekit_session"
 STATE_COOKIE_PREFIX = "scalekit_state_"
 
+
+def state_cookie_name(state):
+    """Name of the state cookie of a login: the module keeps pending logins in 16
+    slots, and the first character of the state is the slot's hexadecimal digit."""
+    return STATE_COOKIE_PREFIX + state[0]
+
 STARTUP_TIMEOUT_SECONDS = 20
 STOP_TIMEOUT_SECONDS = 20
 HTTP_TIMEOUT_SECONDS = 15
@@ -72,6 +78,8 @@ APACHE_MODULE_FILES = [
     ("env_module", "mod_env.so"),
     ("setenvif_module", "mod_setenvif.so"),
     ("headers_module", "mod_headers.so"),
+    # The default ScalekitCache.
+    ("socache_shmcb_module", "mod_socache_shmcb.so"),
     ("unixd_module", "mod_unixd.so"),
 ]
 BUILT_IN_ON_DEBIAN = {"log_config_module", "unixd_module"}

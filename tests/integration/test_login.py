@@ -235,7 +235,7 @@ def test_session_cookie_attributes(httpd, provider, browser, login_steps):
 
 def test_state_cookie_scoped_to_callback(httpd, provider, browser, login_steps):
     steps = login_steps(browser, httpd.url("/intranet/"))
-    name = harness.STATE_COOKIE_PREFIX + steps.state
+    name = harness.state_cookie_name(steps.state)
     header = harness.find_set_cookie(steps.start, name)
 
     assert header is not None, (
@@ -257,7 +257,7 @@ def test_state_cookie_scoped_to_callback(httpd, provider, browser, login_steps):
 
 def test_state_cookie_deleted_on_callback(httpd, provider, browser, login_steps):
     steps = login_steps(browser, httpd.url("/intranet/"))
-    name = harness.STATE_COOKIE_PREFIX + steps.state
+    name = harness.state_cookie_name(steps.state)
     header = harness.find_set_cookie(steps.callback, name)
 
     assert header is not None, (

@@ -261,13 +261,13 @@ def test_callback_other_attempt_cookie_400(httpd, provider, secret_ledger):
         secret_ledger.add_cookies(start_b)
     state_a = harness.query_of(start_a.headers["Location"])["state"]
     state_b = harness.query_of(start_b.headers["Location"])["state"]
-    header_b = harness.find_set_cookie(start_b, harness.STATE_COOKIE_PREFIX + state_b)
+    header_b = harness.find_set_cookie(start_b, harness.state_cookie_name(state_b))
     value_b, _ = harness.cookie_attributes(header_b)
     mark = httpd.log_mark()
 
     response = requests.get(
         callback_url,
-        headers={"Cookie": f"{harness.STATE_COOKIE_PREFIX}{state_a}={value_b}"},
+        headers={"Cookie": f"{harness.state_cookie_name(state_a)}={value_b}"},
         allow_redirects=False,
         timeout=harness.HTTP_TIMEOUT_SECONDS,
     )
