@@ -181,6 +181,7 @@ int sk_check_authn(request_rec *r)
     sk_server_config_t *sc;
     sk_dir_config_t *dc;
     sk_session_t *session = NULL;
+    apr_status_t rv;
 
     if (type == NULL || strcasecmp(type, SK_AUTH_TYPE) != 0) {
         return DECLINED;
@@ -188,7 +189,7 @@ int sk_check_authn(request_rec *r)
 
     sc = ap_get_module_config(r->server->module_config, &auth_scalekit_module);
     dc = ap_get_module_config(r->per_dir_config, &auth_scalekit_module);
-    if (sc->provider == NULL) {
+    if (!sc->ready) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "AuthType Scalekit is used for %s "
                       "but server %s has no ScalekitIssuer, ScalekitClientID, "
                       "ScalekitClientSecret and ScalekitSessionSecret", r->uri,
@@ -196,8 +197,14 @@ int sk_check_authn(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (sk_session_load(r, sc, &session) == APR_SUCCESS) {
+    rv = sk_session_load(r, sc, &session);
+    if (rv == APR_SUCCESS) {
         return accept_session(r, dc, session);
+    }
+    if (rv == APR_EGENERAL) {
+        return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Session store unavailable",
+                             "Your session cannot be read right now. Please try "
+                             "again in a few minutes.");
     }
 
     if (!is_navigation(r)) {

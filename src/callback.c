@@ -138,7 +138,8 @@ static int open_login_attempt(request_rec *r, sk_server_config_t *sc,
 /* Sends the code to the token endpoint and returns the verified ID token claims. */
 static int redeem_code(request_rec *r, sk_server_config_t *sc,
                        const sk_provider_metadata_t *md, const char *code,
-                       const login_attempt_t *attempt, cJSON **claims)
+                       const login_attempt_t *attempt, cJSON **claims,
+                       const char **id_token)
 {
     sk_http_response_t *resp = NULL;
     sk_token_response_t *tokens;
@@ -213,23 +214,8 @@ static int redeem_code(request_rec *r, sk_server_config_t *sc,
     }
 
     *claims = jwt->payload;
+    *id_token = tokens->id_token;
     return OK;
-}
-
-/* Accepts only a local path that cannot be read as another host. */
-static int is_local_path(const char *url)
-{
-    const char *c;
-
-    if (url[0] != '/' || url[1] == '/' || url[1] == '\\') {
-        return 0;
-    }
-    for (c = url; *c; c++) {
-        if (*c == '\\' || (unsigned char)*c < 0x20 || *c == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 static int handle_provider_error(request_rec *r, const callback_params_t *params)
@@ -259,7 +245,8 @@ static int handle_callback(request_rec *r, sk_server_config_t *sc)
     login_attempt_t attempt;
     sk_provider_metadata_t *md;
     cJSON *claims = NULL;
-    const char *target;
+    const char *target, *id_token = NULL;
+    apr_status_t rv;
     int status;
 
     if (r->method_number != M_GET) {
@@ -317,23 +304,34 @@ static int handle_callback(request_rec *r, sk_server_config_t *sc)
                              "Please try again in a few minutes.");
     }
 
-    status = redeem_code(r, sc, md, params.code, &attempt, &claims);
+    status = redeem_code(r, sc, md, params.code, &attempt, &claims, &id_token);
     if (status != OK) {
         return status;
     }
 
-    if (sk_session_save(r, sc, claims) != APR_SUCCESS) {
+    rv = sk_session_save(r, sc, claims, id_token);
+    if (rv == APR_ENOSPC) {
         return sk_error_page(r, HTTP_INTERNAL_SERVER_ERROR, "Sign-in failed",
-                             "The session could not be created.");
+                             "Your account carries more information than a session "
+                             "can hold. Please tell the site administrator.");
+    }
+    if (rv != APR_SUCCESS) {
+        return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Sign-in failed",
+                             "The session store is not available right now. "
+                             "Please try again in a few minutes.");
     }
 
-    target = is_local_path(attempt.url) ? attempt.url : "/";
+    target = sk_safe_target(r, sc, attempt.url);
+    if (target == NULL) {
+        target = "/";
+    }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "login of %s (organization %s) "
                   "succeeded", ap_escape_logitem(r->pool, sk_json_string(claims, "sub")),
                   ap_escape_logitem(r->pool, sk_json_string(claims, "oid")
                                              ? sk_json_string(claims, "oid") : "-"));
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
-    apr_table_setn(r->headers_out, "Location", ap_construct_url(r->pool, target, r));
+    apr_table_setn(r->headers_out, "Location",
+                   target[0] == '/' ? ap_construct_url(r->pool, target, r) : target);
     return HTTP_MOVED_TEMPORARILY;
 }
 
@@ -345,9 +343,14 @@ int sk_quick_handler(request_rec *r, int lookup)
         return DECLINED;
     }
     sc = ap_get_module_config(r->server->module_config, &auth_scalekit_module);
-    if (sc->provider == NULL || r->uri == NULL
-        || strcmp(r->uri, sc->redirect_path) != 0) {
+    if (!sc->ready || r->uri == NULL) {
         return DECLINED;
     }
-    return handle_callback(r, sc);
+    if (strcmp(r->uri, sc->redirect_path) == 0) {
+        return handle_callback(r, sc);
+    }
+    if (strcmp(r->uri, sc->logout_path) == 0) {
+        return sk_handle_logout(r, sc);
+    }
+    return DECLINED;
 }

@@ -23,6 +23,8 @@ void *sk_create_server_config(apr_pool_t *p, server_rec *s)
     sc->clock_skew = SK_UNSET;
     sc->http_timeout = SK_UNSET;
     sc->session_max_age = SK_UNSET;
+    sc->discovery_ttl = SK_UNSET;
+    sc->jwks_ttl = SK_UNSET;
     return sc;
 }
 
@@ -40,6 +42,8 @@ void *sk_merge_server_config(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE_PTR(client_secret);
     MERGE_PTR(redirect_uri);
     MERGE_PTR(redirect_path);
+    MERGE_PTR(logout_path);
+    MERGE_PTR(allowed_hosts);
     MERGE_PTR(session_secret);
     MERGE_PTR(scopes);
     MERGE_PTR(cookie_name);
@@ -48,6 +52,10 @@ void *sk_merge_server_config(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE_INT(clock_skew);
     MERGE_INT(http_timeout);
     MERGE_INT(session_max_age);
+    MERGE_INT(discovery_ttl);
+    MERGE_INT(jwks_ttl);
+    merged->session_store = add->session_store != SK_SESSION_STORE_UNSET
+                            ? add->session_store : base->session_store;
     return merged;
 }
 
@@ -253,6 +261,51 @@ static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg
     return NULL;
 }
 
+static const char *set_logout_uri(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *c;
+
+    for (c = arg; *c; c++) {
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '?' || *c == '#'
+            || *c == '%' || *c == '\\') {
+            break;
+        }
+    }
+    if (arg[0] != '/' || arg[1] == '/' || *c != '\0') {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a path such as "
+                            "/scalekit/logout", cmd->cmd->name, arg);
+    }
+    server_config(cmd)->logout_path = arg;
+    return NULL;
+}
+
+static const char *add_allowed_host(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+    const char *c;
+
+    for (c = arg; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '.' && *c != '-' && *c != ':' && *c != '['
+            && *c != ']') {
+            return apr_psprintf(cmd->pool, "%s: \"%s\" is not a host name or "
+                                "host:port", cmd->cmd->name, arg);
+        }
+    }
+    if (arg[0] == '\0') {
+        return apr_psprintf(cmd->pool, "%s: the value is empty", cmd->cmd->name);
+    }
+    if (sc->allowed_hosts == NULL) {
+        sc->allowed_hosts = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    }
+    else {
+        /* Drop the NULL that ends the list before adding to it. */
+        sc->allowed_hosts->nelts--;
+    }
+    APR_ARRAY_PUSH(sc->allowed_hosts, const char *) = arg;
+    APR_ARRAY_PUSH(sc->allowed_hosts, const char *) = NULL;
+    return NULL;
+}
+
 static const char *set_scopes(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *c;
@@ -317,6 +370,56 @@ static const char *set_session_max_age(cmd_parms *cmd, void *dconf, const char *
                          &server_config(cmd)->session_max_age);
 }
 
+static const char *set_discovery_ttl(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return parse_seconds(cmd, arg, 60, 604800, &server_config(cmd)->discovery_ttl);
+}
+
+static const char *set_jwks_ttl(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return parse_seconds(cmd, arg, 60, 604800, &server_config(cmd)->jwks_ttl);
+}
+
+static const char *set_session_store(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+
+    if (strcasecmp(arg, "cookie") == 0) {
+        sc->session_store = SK_SESSION_STORE_COOKIE;
+    }
+    else if (strcasecmp(arg, "cache") == 0) {
+        sc->session_store = SK_SESSION_STORE_CACHE;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of cookie, cache",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+/*
+ * Checks a socache specification such as shmcb, shmcb:/path(size),
+ * memcache:host:port or redis:host:port. The provider module must be loaded before
+ * this line; the instance itself is made in post_config.
+ */
+static const char *set_cache_spec(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    sk_cache_t *probe;
+
+    if (err != NULL) {
+        return err;
+    }
+    err = sk_cache_create(cmd->temp_pool, cmd->temp_pool, arg, NULL,
+                          SK_MUTEX_PROVIDER_CACHE, &probe);
+    if (err != NULL) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    *(const char **)((char *)&sk_globals + (apr_size_t)cmd->info) =
+        apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
 static const char *set_cookie_name(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *c;
@@ -376,6 +479,11 @@ const command_rec sk_directives[] = {
     AP_INIT_TAKE1("ScalekitSessionSecret", set_session_secret, NULL, RSRC_CONF,
                   "Key material for session cookies, 32 bytes or more: the value, "
                   "env:NAME or file:/path"),
+    AP_INIT_TAKE1("ScalekitLogoutURI", set_logout_uri, NULL, RSRC_CONF,
+                  "Path that logs out (default /scalekit/logout)"),
+    AP_INIT_ITERATE("ScalekitLogoutRedirectAllowed", add_allowed_host, NULL,
+                    RSRC_CONF, "Hosts (host or host:port) that return_to may name "
+                    "besides this server"),
     AP_INIT_RAW_ARGS("ScalekitScopes", set_scopes, NULL, RSRC_CONF,
                      "Space-separated scopes (default openid email profile)"),
     AP_INIT_FLAG("ScalekitSSLVerify", set_ssl_verify, NULL, RSRC_CONF,
@@ -390,6 +498,21 @@ const command_rec sk_directives[] = {
                   "Name of the session cookie (default scalekit_session)"),
     AP_INIT_TAKE1("ScalekitCAFile", set_ca_file, NULL, RSRC_CONF,
                   "PEM file of CA certificates to verify the provider against"),
+    AP_INIT_TAKE1("ScalekitDiscoveryTTL", set_discovery_ttl, NULL, RSRC_CONF,
+                  "Seconds the discovery document is cached (default 86400)"),
+    AP_INIT_TAKE1("ScalekitJWKSTTL", set_jwks_ttl, NULL, RSRC_CONF,
+                  "Seconds the JWKS is cached (default 3600)"),
+    AP_INIT_TAKE1("ScalekitSessionStore", set_session_store, NULL, RSRC_CONF,
+                  "Where sessions live: cookie (sealed in the cookie, the default) "
+                  "or cache (in ScalekitSessionCache)"),
+    AP_INIT_TAKE1("ScalekitCache", set_cache_spec,
+                  (void *)APR_OFFSETOF(sk_globals_t, provider_cache_spec), RSRC_CONF,
+                  "Socache for discovery and JWKS: shmcb (default), "
+                  "shmcb:/path(bytes), memcache:host:port, redis:host:port"),
+    AP_INIT_TAKE1("ScalekitSessionCache", set_cache_spec,
+                  (void *)APR_OFFSETOF(sk_globals_t, session_cache_spec), RSRC_CONF,
+                  "Socache for ScalekitSessionStore cache: shmcb (default), "
+                  "memcache:host:port, redis:host:port"),
     AP_INIT_TAKE1("ScalekitRemoteUserClaim", set_dir_token,
                   (void *)APR_OFFSETOF(sk_dir_config_t, remote_user_claim),
                   OR_AUTHCFG, "Claim that becomes REMOTE_USER (default sub)"),
@@ -446,9 +569,25 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
         return APR_EINVAL;
     }
 
+    if (sc->ssl_verify == 0) {
+        apr_uri_t uri;
+
+        if (apr_uri_parse(p, sc->issuer, &uri) != APR_SUCCESS
+            || !is_loopback_host(uri.hostname)) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "ScalekitSSLVerify Off is "
+                         "accepted only for a provider on the loopback address, "
+                         "not for %s; use ScalekitCAFile for a private CA",
+                         sc->issuer);
+            return APR_EINVAL;
+        }
+    }
+
     if (sc->redirect_uri == NULL) {
         sc->redirect_uri = SK_DEFAULT_REDIRECT_PATH;
         sc->redirect_path = SK_DEFAULT_REDIRECT_PATH;
+    }
+    if (sc->logout_path == NULL) {
+        sc->logout_path = SK_DEFAULT_LOGOUT_PATH;
     }
     if (sc->scopes == NULL) {
         sc->scopes = SK_DEFAULT_SCOPES;
@@ -468,6 +607,15 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
     if (sc->session_max_age == SK_UNSET) {
         sc->session_max_age = SK_DEFAULT_SESSION_MAX_AGE;
     }
+    if (sc->discovery_ttl == SK_UNSET) {
+        sc->discovery_ttl = SK_DEFAULT_DISCOVERY_TTL;
+    }
+    if (sc->jwks_ttl == SK_UNSET) {
+        sc->jwks_ttl = SK_DEFAULT_JWKS_TTL;
+    }
+    if (sc->session_store == SK_SESSION_STORE_UNSET) {
+        sc->session_store = SK_SESSION_STORE_COOKIE;
+    }
 
     /* Separate keys for the two cookie kinds, derived once here and not per request. */
     if (sk_hkdf_sha256((const unsigned char *)sc->session_secret,
@@ -484,6 +632,6 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
     memcpy(sc->state_key, key, sizeof(key));
     memset(key, 0, sizeof(key));
 
-    sc->provider = sk_provider_cache_create(p);
-    return sc->provider ? APR_SUCCESS : APR_EGENERAL;
+    sc->ready = 1;
+    return APR_SUCCESS;
 }
