@@ -25,6 +25,9 @@ void *sk_create_server_config(apr_pool_t *p, server_rec *s)
     sc->session_max_age = SK_UNSET;
     sc->discovery_ttl = SK_UNSET;
     sc->jwks_ttl = SK_UNSET;
+    sc->inactivity_timeout = SK_UNSET;
+    sc->userinfo = SK_UNSET;
+    sc->token_auth_basic = SK_UNSET;
     return sc;
 }
 
@@ -52,6 +55,10 @@ void *sk_merge_server_config(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE_INT(clock_skew);
     MERGE_INT(http_timeout);
     MERGE_INT(session_max_age);
+    MERGE_INT(inactivity_timeout);
+    MERGE_INT(userinfo);
+    MERGE_INT(token_auth_basic);
+    MERGE_PTR(login_path);
     MERGE_INT(discovery_ttl);
     MERGE_INT(jwks_ttl);
     merged->session_store = add->session_store != SK_SESSION_STORE_UNSET
@@ -61,7 +68,11 @@ void *sk_merge_server_config(apr_pool_t *p, void *base_conf, void *add_conf)
 
 void *sk_create_dir_config(apr_pool_t *p, char *dir)
 {
-    return apr_pcalloc(p, sizeof(sk_dir_config_t));
+    sk_dir_config_t *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->allow_login_hint = SK_UNSET;
+    dc->pass_claims_as = SK_UNSET;
+    return dc;
 }
 
 void *sk_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
@@ -74,6 +85,19 @@ void *sk_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE_PTR(organization_id);
     MERGE_PTR(domain);
     MERGE_PTR(login_hint);
+    MERGE_INT(allow_login_hint);
+    MERGE_INT(pass_claims_as);
+    merged->unauth_action = add->unauth_action != SK_UNAUTH_UNSET
+                            ? add->unauth_action : base->unauth_action;
+
+    /* A directory that names any selector replaces all three inherited ones, so a
+     * connection set above cannot override an organization set here. */
+    if (add->connection_id != NULL || add->organization_id != NULL
+        || add->domain != NULL) {
+        merged->connection_id = add->connection_id;
+        merged->organization_id = add->organization_id;
+        merged->domain = add->domain;
+    }
     return merged;
 }
 
@@ -261,7 +285,8 @@ static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg
     return NULL;
 }
 
-static const char *set_logout_uri(cmd_parms *cmd, void *dconf, const char *arg)
+/* Checks an endpoint path: absolute, no query, fragment, escapes or backslashes. */
+static const char *check_endpoint_path(cmd_parms *cmd, const char *arg)
 {
     const char *c;
 
@@ -275,8 +300,27 @@ static const char *set_logout_uri(cmd_parms *cmd, void *dconf, const char *arg)
         return apr_psprintf(cmd->pool, "%s: \"%s\" is not a path such as "
                             "/scalekit/logout", cmd->cmd->name, arg);
     }
-    server_config(cmd)->logout_path = arg;
     return NULL;
+}
+
+static const char *set_logout_uri(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = check_endpoint_path(cmd, arg);
+
+    if (err == NULL) {
+        server_config(cmd)->logout_path = arg;
+    }
+    return err;
+}
+
+static const char *set_login_uri(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = check_endpoint_path(cmd, arg);
+
+    if (err == NULL) {
+        server_config(cmd)->login_path = arg;
+    }
+    return err;
 }
 
 static const char *add_allowed_host(cmd_parms *cmd, void *dconf, const char *arg)
@@ -420,6 +464,89 @@ static const char *set_cache_spec(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+static const char *set_inactivity_timeout(cmd_parms *cmd, void *dconf,
+                                          const char *arg)
+{
+    return parse_seconds(cmd, arg, 0, 31536000,
+                         &server_config(cmd)->inactivity_timeout);
+}
+
+static const char *set_userinfo(cmd_parms *cmd, void *dconf, int flag)
+{
+    server_config(cmd)->userinfo = flag;
+    return NULL;
+}
+
+static const char *set_token_auth(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+
+    if (strcmp(arg, "client_secret_post") == 0) {
+        sc->token_auth_basic = 0;
+    }
+    else if (strcmp(arg, "client_secret_basic") == 0) {
+        sc->token_auth_basic = 1;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of "
+                            "client_secret_post, client_secret_basic",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_allow_login_hint(cmd_parms *cmd, void *dconf, int flag)
+{
+    ((sk_dir_config_t *)dconf)->allow_login_hint = flag;
+    return NULL;
+}
+
+static const char *set_pass_claims_as(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_dir_config_t *dc = dconf;
+
+    if (strcasecmp(arg, "env") == 0) {
+        dc->pass_claims_as = SK_CLAIMS_ENV;
+    }
+    else if (strcasecmp(arg, "headers") == 0) {
+        dc->pass_claims_as = SK_CLAIMS_HEADERS;
+    }
+    else if (strcasecmp(arg, "both") == 0) {
+        dc->pass_claims_as = SK_CLAIMS_ENV | SK_CLAIMS_HEADERS;
+    }
+    else if (strcasecmp(arg, "none") == 0) {
+        dc->pass_claims_as = 0;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of env, headers, "
+                            "both, none", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_unauth_action(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_dir_config_t *dc = dconf;
+
+    if (strcasecmp(arg, "auth") == 0) {
+        dc->unauth_action = SK_UNAUTH_AUTH;
+    }
+    else if (strcmp(arg, "401") == 0) {
+        dc->unauth_action = SK_UNAUTH_401;
+    }
+    else if (strcmp(arg, "403") == 0) {
+        dc->unauth_action = SK_UNAUTH_403;
+    }
+    else if (strcasecmp(arg, "pass") == 0) {
+        dc->unauth_action = SK_UNAUTH_PASS;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of auth, 401, 403, "
+                            "pass", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
 static const char *set_cookie_name(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *c;
@@ -513,6 +640,22 @@ const command_rec sk_directives[] = {
                   (void *)APR_OFFSETOF(sk_globals_t, session_cache_spec), RSRC_CONF,
                   "Socache for ScalekitSessionStore cache: shmcb (default), "
                   "memcache:host:port, redis:host:port"),
+    AP_INIT_TAKE1("ScalekitSessionInactivityTimeout", set_inactivity_timeout, NULL,
+                  RSRC_CONF, "Seconds without a request after which a session "
+                  "ends, 0 for none (default 3600)"),
+    AP_INIT_FLAG("ScalekitUserInfo", set_userinfo, NULL, RSRC_CONF,
+                 "Merge the userinfo endpoint's claims at login (default Off)"),
+    AP_INIT_TAKE1("ScalekitTokenEndpointAuth", set_token_auth, NULL, RSRC_CONF,
+                  "client_secret_post (default) or client_secret_basic"),
+    AP_INIT_TAKE1("ScalekitLoginURI", set_login_uri, NULL, RSRC_CONF,
+                  "Path that starts a login from a link (default /scalekit/login)"),
+    AP_INIT_FLAG("ScalekitAllowLoginHint", set_allow_login_hint, NULL, OR_AUTHCFG,
+                 "Pass the visitor's login_hint query parameter to Scalekit "
+                 "(default Off)"),
+    AP_INIT_TAKE1("ScalekitPassClaimsAs", set_pass_claims_as, NULL, OR_AUTHCFG,
+                  "Where claims go: env (default), headers, both or none"),
+    AP_INIT_TAKE1("ScalekitUnauthAction", set_unauth_action, NULL, OR_AUTHCFG,
+                  "Without a session: auth (default), 401, 403 or pass"),
     AP_INIT_TAKE1("ScalekitRemoteUserClaim", set_dir_token,
                   (void *)APR_OFFSETOF(sk_dir_config_t, remote_user_claim),
                   OR_AUTHCFG, "Claim that becomes REMOTE_USER (default sub)"),
@@ -585,6 +728,18 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
     if (sc->redirect_uri == NULL) {
         sc->redirect_uri = SK_DEFAULT_REDIRECT_PATH;
         sc->redirect_path = SK_DEFAULT_REDIRECT_PATH;
+    }
+    if (sc->login_path == NULL) {
+        sc->login_path = SK_DEFAULT_LOGIN_PATH;
+    }
+    if (sc->inactivity_timeout == SK_UNSET) {
+        sc->inactivity_timeout = SK_DEFAULT_INACTIVITY_TIMEOUT;
+    }
+    if (sc->userinfo == SK_UNSET) {
+        sc->userinfo = 0;
+    }
+    if (sc->token_auth_basic == SK_UNSET) {
+        sc->token_auth_basic = 0;
     }
     if (sc->logout_path == NULL) {
         sc->logout_path = SK_DEFAULT_LOGOUT_PATH;

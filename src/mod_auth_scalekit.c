@@ -170,9 +170,16 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_check_config(check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(sk_strip_claim_headers, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_quick_handler(sk_quick_handler, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_check_authn(sk_check_authn, NULL, NULL, APR_HOOK_MIDDLE,
                         AP_AUTH_INTERNAL_PER_CONF);
+    ap_hook_note_auth_failure(sk_note_auth_failure, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_fixups(sk_fixups, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_insert_error_filter(sk_insert_error_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_register_output_filter("SCALEKIT_FORBIDDEN", sk_forbidden_filter, NULL,
+                              AP_FTYPE_CONTENT_SET);
+    sk_register_authz_providers(p);
 }
 
 AP_DECLARE_MODULE(auth_scalekit) = {

@@ -8,6 +8,7 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <http_core.h>
+#include <util_filter.h>
 #include <http_log.h>
 #include <http_request.h>
 #include <ap_socache.h>
@@ -27,6 +28,8 @@
 /* Defaults of the server directives. */
 #define SK_DEFAULT_REDIRECT_PATH "/scalekit/callback"
 #define SK_DEFAULT_LOGOUT_PATH "/scalekit/logout"
+#define SK_DEFAULT_LOGIN_PATH "/scalekit/login"
+#define SK_DEFAULT_INACTIVITY_TIMEOUT 3600  /* seconds: 1 hour */
 #define SK_DEFAULT_SCOPES "openid email profile"
 #define SK_DEFAULT_COOKIE_NAME "scalekit_session"
 #define SK_DEFAULT_CLOCK_SKEW 60            /* seconds */
@@ -52,6 +55,11 @@
 /* A login attempt must come back within this many seconds. */
 #define SK_STATE_MAX_AGE 600
 #define SK_STATE_COOKIE_PREFIX "scalekit_state_"
+
+/* Pending logins per browser: one state cookie each, at most this many (up to 16,
+ * one hexadecimal digit). 16 cookies of about 350 bytes stay under httpd's default
+ * LimitRequestFieldSize of 8190 bytes on the callback. */
+#define SK_STATE_SLOTS 16
 
 /* Prefix of the environment variables that carry claims. */
 #define SK_CLAIM_ENV_PREFIX "SCALEKIT_CLAIM_"
@@ -98,6 +106,10 @@ typedef struct {
     int clock_skew;
     int http_timeout;
     int session_max_age;
+    int inactivity_timeout;
+    int userinfo;
+    int token_auth_basic;
+    const char *login_path;
     int discovery_ttl;
     int jwks_ttl;
     sk_session_store_t session_store;
@@ -108,13 +120,43 @@ typedef struct {
     unsigned char state_key[SK_KEY_LEN];
 } sk_server_config_t;
 
+/* What happens to a request without a session (ScalekitUnauthAction). */
+typedef enum {
+    SK_UNAUTH_UNSET = 0,
+    SK_UNAUTH_AUTH,         /* navigations log in, other requests get 401 */
+    SK_UNAUTH_401,
+    SK_UNAUTH_403,
+    SK_UNAUTH_PASS          /* the handler decides; claims exported when logged in */
+} sk_unauth_action_t;
+
+/* Where claims go (ScalekitPassClaimsAs): a bit mask. */
+#define SK_CLAIMS_ENV 1
+#define SK_CLAIMS_HEADERS 2
+
+/* Prefix of the request headers that carry claims to a proxied application. */
+#define SK_CLAIM_HEADER_PREFIX "Scalekit-Claim-"
+
 typedef struct {
     const char *remote_user_claim;
     const char *connection_id;
     const char *organization_id;
     const char *domain;
     const char *login_hint;
+    int allow_login_hint;           /* SK_UNSET, 0 or 1 */
+    int pass_claims_as;             /* SK_UNSET or SK_CLAIMS_* bits */
+    sk_unauth_action_t unauth_action;
 } sk_dir_config_t;
+
+/* SSO routing and return address of one login. */
+typedef struct {
+    const char *connection_id;
+    const char *organization_id;
+    const char *domain;
+    const char *login_hint;
+    const char *return_to;          /* checked local path or same-origin URL */
+    const char *required_org;       /* oid the login must yield, or NULL */
+} sk_login_t;
+
 
 /* A session read from or written to the session cookie. */
 typedef struct {
@@ -123,8 +165,15 @@ typedef struct {
     const char *id_token;          /* for the logout's id_token_hint; may be NULL */
     apr_time_t created;            /* seconds since the epoch */
     apr_time_t expires;            /* seconds since the epoch */
+    apr_time_t last_seen;          /* seconds since the epoch */
     cJSON *claims;
+    cJSON *doc;                    /* the whole session, for sk_session_touch */
 } sk_session_t;
+
+/* Per-request state kept in r->request_config. */
+typedef struct {
+    sk_session_t *session;
+} sk_request_state_t;
 
 /* config.c */
 extern const command_rec sk_directives[];
@@ -157,6 +206,9 @@ apr_status_t sk_provider_metadata(request_rec *r, sk_server_config_t *sc,
 apr_status_t sk_provider_jwks(request_rec *r, sk_server_config_t *sc,
                               const sk_provider_metadata_t *metadata, int force,
                               sk_jwks_t **jwks);
+apr_status_t sk_provider_get_bearer(request_rec *r, sk_server_config_t *sc,
+                                    const char *url, const char *token,
+                                    sk_http_response_t **response, const char **err);
 apr_status_t sk_provider_post_form(request_rec *r, sk_server_config_t *sc,
                                    const char *url, const char *form,
                                    sk_http_response_t **response, const char **err);
@@ -169,12 +221,30 @@ apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
                              sk_session_t **session);
 apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
                              const cJSON *claims, const char *id_token);
+void sk_session_touch(request_rec *r, sk_server_config_t *sc, sk_session_t *session);
 void sk_session_clear_cookies(request_rec *r, sk_server_config_t *sc);
 apr_status_t sk_session_end(request_rec *r, sk_server_config_t *sc,
                             const sk_session_t *session);
 
 /* authn.c */
 int sk_check_authn(request_rec *r);
+int sk_fixups(request_rec *r);
+int sk_start_login(request_rec *r, sk_server_config_t *sc, const sk_login_t *login);
+void sk_login_from_dir(request_rec *r, const sk_dir_config_t *dc, sk_login_t *login);
+sk_session_t *sk_request_session(request_rec *r);
+int sk_note_auth_failure(request_rec *r, const char *auth_type);
+void sk_insert_error_filter(request_rec *r);
+apr_status_t sk_forbidden_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+int sk_strip_claim_headers(request_rec *r);
+
+/* authz.c */
+void sk_register_authz_providers(apr_pool_t *p);
+
+/* login.c */
+int sk_is_lookup_subrequest(request_rec *r);
+int sk_handle_login(request_rec *r, sk_server_config_t *sc);
+int sk_handle_idp_initiated(request_rec *r, sk_server_config_t *sc,
+                            const char *token);
 int sk_error_page(request_rec *r, int status, const char *title,
                   const char *message);
 const char *sk_redirect_uri(request_rec *r, const sk_server_config_t *sc);

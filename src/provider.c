@@ -36,6 +36,9 @@ static sk_http_options_t http_options(const sk_server_config_t *sc)
     options.verify_tls = sc->ssl_verify;
     options.ca_file = sc->ca_file;
     options.user_agent = SK_USER_AGENT;
+    options.bearer_token = NULL;
+    options.basic_user = NULL;
+    options.basic_password = NULL;
     return options;
 }
 
@@ -261,11 +264,25 @@ apr_status_t sk_provider_jwks(request_rec *r, sk_server_config_t *sc,
     return rv;
 }
 
+apr_status_t sk_provider_get_bearer(request_rec *r, sk_server_config_t *sc,
+                                    const char *url, const char *token,
+                                    sk_http_response_t **response, const char **err)
+{
+    sk_http_options_t options = http_options(sc);
+
+    options.bearer_token = token;
+    return sk_http_request(r->pool, url, NULL, &options, response, err);
+}
+
 apr_status_t sk_provider_post_form(request_rec *r, sk_server_config_t *sc,
                                    const char *url, const char *form,
                                    sk_http_response_t **response, const char **err)
 {
     sk_http_options_t options = http_options(sc);
 
+    if (sc->token_auth_basic) {
+        options.basic_user = sc->client_id;
+        options.basic_password = sc->client_secret;
+    }
     return sk_http_request(r->pool, url, form, &options, response, err);
 }

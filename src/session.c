@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 
 #include <http_protocol.h>
+#include <openssl/crypto.h>
 
 #include "mod_auth_scalekit.h"
 
@@ -205,7 +206,8 @@ apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
     unsigned char *plain;
     apr_size_t len;
     cJSON *doc;
-    const cJSON *version, *created, *expires, *claims;
+    const cJSON *version, *created, *expires, *claims, *seen;
+    apr_time_t last_seen;
     sk_session_t *session;
     char *ended;
     apr_size_t ended_len;
@@ -250,6 +252,16 @@ apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
         return APR_TIMEUP;
     }
 
+    seen = cJSON_GetObjectItemCaseSensitive(doc, "seen");
+    last_seen = cJSON_IsNumber(seen) ? (apr_time_t)seen->valuedouble
+                                     : (apr_time_t)created->valuedouble;
+    if (sc->inactivity_timeout > 0 && now - last_seen > sc->inactivity_timeout) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session inactive for %"
+                      APR_TIME_T_FMT " seconds, over ScalekitSessionInactivityTimeout "
+                      "%d", now - last_seen, sc->inactivity_timeout);
+        return APR_TIMEUP;
+    }
+
     /* A cookie session stays valid until it expires unless logout marked it ended. */
     if (sc->session_store != SK_SESSION_STORE_CACHE) {
         rv = sk_cache_get(ended_cache(), r->server, r->pool, ended_key(r, id),
@@ -273,6 +285,8 @@ apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
     session->expires = (apr_time_t)expires->valuedouble;
     session->claims = (cJSON *)claims;
     session->id_token = sk_json_string(doc, "idt");
+    session->last_seen = last_seen;
+    session->doc = doc;
     *session_out = session;
     return APR_SUCCESS;
 }
@@ -320,6 +334,42 @@ static apr_status_t write_cookie(request_rec *r, sk_server_config_t *sc,
     return APR_SUCCESS;
 }
 
+/* Seals doc and writes it to the cookie, or to the cache under cache_id. */
+static apr_status_t store_doc(request_rec *r, sk_server_config_t *sc, cJSON *doc,
+                              const char *cache_id, apr_time_t expires)
+{
+    const char *aad;
+    char *json, *sealed;
+    apr_status_t rv;
+
+    json = cJSON_PrintUnformatted(doc);
+    if (json == NULL) {
+        return APR_EGENERAL;
+    }
+    aad = cache_id ? apr_pstrcat(r->pool, "cache|", sc->cookie_name, NULL)
+                   : sc->cookie_name;
+    sealed = sk_seal(r->pool, sc->session_key, aad, (const unsigned char *)json,
+                     strlen(json));
+    OPENSSL_cleanse(json, strlen(json));
+    cJSON_free(json);
+    if (sealed == NULL) {
+        return APR_EGENERAL;
+    }
+    if (cache_id == NULL) {
+        return write_cookie(r, sc, sealed);
+    }
+
+    rv = sk_cache_set(sk_globals.session_cache, r->server, r->pool,
+                      session_key(r, cache_id), sealed, strlen(sealed),
+                      apr_time_from_sec(expires));
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "storing the session in "
+                      "ScalekitSessionCache failed");
+        return rv == APR_ENOSPC ? APR_ENOSPC : APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
                              const cJSON *claims, const char *id_token)
 {
@@ -327,8 +377,7 @@ apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
     apr_time_t expires = now + sc->session_max_age;
     cJSON *doc = cJSON_CreateObject();
     const char *sid = sk_random_token(r->pool, 16);
-    const char *cache_id, *aad;
-    char *json, *sealed;
+    const char *cache_id = NULL;
     apr_status_t rv;
 
     if (doc == NULL || sid == NULL) {
@@ -340,42 +389,48 @@ apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
     cJSON_AddNumberToObject(doc, "v", SESSION_VERSION);
     cJSON_AddStringToObject(doc, "sid", sid);
     cJSON_AddNumberToObject(doc, "iat", (double)now);
+    cJSON_AddNumberToObject(doc, "seen", (double)now);
     cJSON_AddNumberToObject(doc, "exp", (double)expires);
     cJSON_AddItemToObject(doc, "claims", cJSON_Duplicate(claims, 1));
     if (id_token != NULL) {
         cJSON_AddStringToObject(doc, "idt", id_token);
     }
 
-    json = cJSON_PrintUnformatted(doc);
-    if (json == NULL) {
-        return APR_EGENERAL;
+    if (sc->session_store == SK_SESSION_STORE_CACHE) {
+        cache_id = sk_random_token(r->pool, SESSION_ID_BYTES);
+        if (cache_id == NULL) {
+            return APR_EGENERAL;
+        }
     }
+    rv = store_doc(r, sc, doc, cache_id, expires);
+    if (rv == APR_SUCCESS && cache_id != NULL) {
+        rv = write_cookie(r, sc, cache_id);
+    }
+    return rv;
+}
 
-    if (sc->session_store != SK_SESSION_STORE_CACHE) {
-        sealed = sk_seal(r->pool, sc->session_key, sc->cookie_name,
-                         (const unsigned char *)json, strlen(json));
-        cJSON_free(json);
-        return sealed ? write_cookie(r, sc, sealed) : APR_EGENERAL;
-    }
+void sk_session_touch(request_rec *r, sk_server_config_t *sc, sk_session_t *session)
+{
+    apr_time_t now = apr_time_sec(apr_time_now());
+    apr_time_t interval = sc->inactivity_timeout / 10;
 
-    cache_id = sk_random_token(r->pool, SESSION_ID_BYTES);
-    aad = apr_pstrcat(r->pool, "cache|", sc->cookie_name, NULL);
-    sealed = cache_id ? sk_seal(r->pool, sc->session_key, aad,
-                                (const unsigned char *)json, strlen(json))
-                      : NULL;
-    cJSON_free(json);
-    if (sealed == NULL) {
-        return APR_EGENERAL;
+    /* Rewriting on every request would cost a Set-Cookie or a cache write each time;
+     * a tenth of the timeout keeps the error in the inactivity check under 10%. */
+    if (interval > 300) {
+        interval = 300;
     }
-    rv = sk_cache_set(sk_globals.session_cache, r->server, r->pool,
-                      session_key(r, cache_id), sealed, strlen(sealed),
-                      apr_time_from_sec(expires));
-    if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "storing the session in "
-                      "ScalekitSessionCache failed");
-        return rv == APR_ENOSPC ? APR_ENOSPC : APR_EGENERAL;
+    if (sc->inactivity_timeout <= 0 || now - session->last_seen < interval
+        || session->doc == NULL) {
+        return;
     }
-    return write_cookie(r, sc, cache_id);
+    cJSON_DeleteItemFromObjectCaseSensitive(session->doc, "seen");
+    cJSON_AddNumberToObject(session->doc, "seen", (double)now);
+    if (store_doc(r, sc, session->doc, session->cache_id, session->expires)
+        == APR_SUCCESS) {
+        session->last_seen = now;
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session activity time "
+                      "updated");
+    }
 }
 
 void sk_session_clear_cookies(request_rec *r, sk_server_config_t *sc)
