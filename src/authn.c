@@ -11,6 +11,8 @@
 #include "mod_auth_scalekit.h"
 #include "sk_claims.h"
 
+#include <apr_lib.h>
+
 int sk_error_page(request_rec *r, int status, const char *title,
                   const char *message)
 {
@@ -71,15 +73,31 @@ static void add_param(request_rec *r, apr_array_header_t *params, const char *na
     }
 }
 
-/* Seals the login attempt into a state cookie and redirects to the provider. */
-static int start_login(request_rec *r, sk_server_config_t *sc,
-                       const sk_dir_config_t *dc)
+/*
+ * Picks the state cookie slot for a new login at random. Pending logins live in at
+ * most SK_STATE_SLOTS cookies, so a page that many tabs or scripts open at once cannot
+ * pile up cookies. The state cookies are scoped to the callback path, so other
+ * requests cannot see which slots are taken: two logins running at once share a slot
+ * with a chance of 1 in SK_STATE_SLOTS, and then the older one fails with a state
+ * mismatch page that asks to open the page again.
+ */
+static int choose_state_slot(void)
 {
+    unsigned char random_byte = 0;
+
+    sk_random_bytes(&random_byte, 1);
+    return random_byte % SK_STATE_SLOTS;
+}
+
+int sk_start_login(request_rec *r, sk_server_config_t *sc, const sk_login_t *login)
+{
+    static const char slot_digits[] = "0123456789abcdef";
     sk_provider_metadata_t *md;
     apr_array_header_t *params;
-    const char *state, *nonce, *verifier, *cookie_name, *json, *sealed, *url;
+    const char *random, *state, *nonce, *verifier, *cookie_name, *sealed, *url;
     cJSON *doc;
-    char *printed;
+    char *json;
+    int slot;
 
     if (sk_provider_metadata(r, sc, &md) != APR_SUCCESS) {
         return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE,
@@ -88,32 +106,39 @@ static int start_login(request_rec *r, sk_server_config_t *sc,
                              "Please try again in a few minutes.");
     }
 
-    state = sk_random_token(r->pool, 16);
+    random = sk_random_token(r->pool, 16);
     nonce = sk_random_token(r->pool, 16);
     verifier = sk_random_token(r->pool, 32);
-    if (state == NULL || nonce == NULL || verifier == NULL) {
+    if (random == NULL || nonce == NULL || verifier == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "the random number generator "
                       "failed; cannot start a login");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* The state's first character names its cookie slot. */
+    slot = choose_state_slot();
+    state = apr_pstrcat(r->pool, apr_pstrndup(r->pool, slot_digits + slot, 1), random,
+                        NULL);
+    cookie_name = apr_psprintf(r->pool, "%s%c", SK_STATE_COOKIE_PREFIX,
+                               slot_digits[slot]);
+
     doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "state", state);
     cJSON_AddStringToObject(doc, "nonce", nonce);
     cJSON_AddStringToObject(doc, "verifier", verifier);
-    cJSON_AddStringToObject(doc, "url", r->unparsed_uri);
+    cJSON_AddStringToObject(doc, "url", login->return_to ? login->return_to : "/");
     cJSON_AddNumberToObject(doc, "t", (double)apr_time_sec(apr_time_now()));
-    printed = cJSON_PrintUnformatted(doc);
+    if (login->required_org != NULL) {
+        cJSON_AddStringToObject(doc, "org", login->required_org);
+    }
+    json = cJSON_PrintUnformatted(doc);
     cJSON_Delete(doc);
-    if (printed == NULL) {
+    if (json == NULL) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    json = apr_pstrdup(r->pool, printed);
-    cJSON_free(printed);
-
-    cookie_name = apr_pstrcat(r->pool, SK_STATE_COOKIE_PREFIX, state, NULL);
-    sealed = sk_seal(r->pool, sc->state_key, cookie_name,
-                     (const unsigned char *)json, strlen(json));
+    sealed = sk_seal(r->pool, sc->state_key, cookie_name, (const unsigned char *)json,
+                     strlen(json));
+    cJSON_free(json);
     if (sealed == NULL) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -128,31 +153,120 @@ static int start_login(request_rec *r, sk_server_config_t *sc,
     add_param(r, params, "nonce", nonce);
     add_param(r, params, "code_challenge", sk_pkce_challenge(r->pool, verifier));
     add_param(r, params, "code_challenge_method", "S256");
-    add_param(r, params, "connection_id", dc->connection_id);
-    add_param(r, params, "organization_id", dc->organization_id);
-    add_param(r, params, "domain", dc->domain);
-    add_param(r, params, "login_hint", dc->login_hint);
+
+    /* Only the most specific selector goes out: Scalekit would ignore the others. */
+    if (login->connection_id != NULL) {
+        add_param(r, params, "connection_id", login->connection_id);
+    }
+    else if (login->organization_id != NULL) {
+        add_param(r, params, "organization_id", login->organization_id);
+    }
+    else if (login->domain != NULL) {
+        add_param(r, params, "domain", login->domain);
+    }
+    add_param(r, params, "login_hint", login->login_hint);
 
     url = apr_pstrcat(r->pool, md->authorization_endpoint,
                       strchr(md->authorization_endpoint, '?') ? "&" : "?",
                       apr_array_pstrcat(r->pool, params, '&'), NULL);
 
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "no session for %s: redirecting "
-                  "to the authorization endpoint %s", r->uri,
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "starting a login for %s: "
+                  "redirecting to the authorization endpoint %s",
+                  ap_escape_logitem(r->pool, login->return_to ? login->return_to : "/"),
                   md->authorization_endpoint);
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
     apr_table_setn(r->headers_out, "Location", url);
     return HTTP_MOVED_TEMPORARILY;
 }
 
-/* Sets REMOTE_USER and the claim variables from the session. */
+/* Accepts a visitor-supplied login hint only when it looks like an email address. */
+static const char *checked_login_hint(const char *hint)
+{
+    const char *c, *at = NULL;
+
+    if (hint == NULL || hint[0] == '\0' || strlen(hint) > 256) {
+        return NULL;
+    }
+    for (c = hint; *c; c++) {
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' || *c == '<'
+            || *c == '>' || *c == '\\') {
+            return NULL;
+        }
+        if (*c == '@') {
+            at = c;
+        }
+    }
+    return at != NULL && at != hint && at[1] != '\0' ? hint : NULL;
+}
+
+void sk_login_from_dir(request_rec *r, const sk_dir_config_t *dc, sk_login_t *login)
+{
+    memset(login, 0, sizeof(*login));
+    login->connection_id = dc->connection_id;
+    login->organization_id = dc->organization_id;
+    login->domain = dc->domain;
+    login->login_hint = dc->login_hint;
+    login->return_to = r->unparsed_uri;
+    if (dc->connection_id == NULL) {
+        login->required_org = dc->organization_id;
+    }
+    if (dc->allow_login_hint == 1) {
+        const char *hint = checked_login_hint(sk_query_param(r, "login_hint"));
+
+        if (hint != NULL) {
+            login->login_hint = hint;
+        }
+    }
+}
+
+static sk_request_state_t *request_state(request_rec *r)
+{
+    sk_request_state_t *state = ap_get_module_config(r->request_config,
+                                                     &auth_scalekit_module);
+
+    if (state == NULL) {
+        state = apr_pcalloc(r->pool, sizeof(*state));
+        ap_set_module_config(r->request_config, &auth_scalekit_module, state);
+    }
+    return state;
+}
+
+sk_session_t *sk_request_session(request_rec *r)
+{
+    for (; r != NULL; r = r->main ? r->main : r->prev) {
+        sk_request_state_t *state = ap_get_module_config(r->request_config,
+                                                         &auth_scalekit_module);
+
+        if (state != NULL && state->session != NULL) {
+            return state->session;
+        }
+    }
+    return NULL;
+}
+
+/* Header name for a claim: the prefix, then the name with every byte outside
+ * [A-Za-z0-9] as '-'. */
+static const char *claim_header_name(request_rec *r, const char *claim)
+{
+    char *name = apr_pstrcat(r->pool, SK_CLAIM_HEADER_PREFIX, claim, NULL);
+    char *c;
+
+    for (c = name + strlen(SK_CLAIM_HEADER_PREFIX); *c; c++) {
+        if (!apr_isalnum(*c) || (unsigned char)*c > 127) {
+            *c = '-';
+        }
+    }
+    return name;
+}
+
+/* Sets REMOTE_USER and the claim variables or headers from the session. */
 static int accept_session(request_rec *r, const sk_dir_config_t *dc,
-                          const sk_session_t *session)
+                          sk_session_t *session)
 {
     const char *claim = dc->remote_user_claim ? dc->remote_user_claim : "sub";
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(session->claims, claim);
+    int pass = dc->pass_claims_as == SK_UNSET ? SK_CLAIMS_ENV : dc->pass_claims_as;
     const cJSON *item;
-    const char *name;
 
     if (user == NULL || cJSON_IsNull(user)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "the session has no claim \"%s\" "
@@ -164,31 +278,63 @@ static int accept_session(request_rec *r, const sk_dir_config_t *dc,
 
     r->user = sk_claim_value_text(r->pool, user);
     r->ap_auth_type = SK_AUTH_TYPE;
+    request_state(r)->session = session;
 
     cJSON_ArrayForEach(item, session->claims) {
-        name = sk_claim_var_name(r->pool, SK_CLAIM_ENV_PREFIX, item->string);
-        apr_table_setn(r->subprocess_env, name, sk_claim_value_text(r->pool, item));
+        const char *value = sk_claim_value_text(r->pool, item);
+
+        if (pass & SK_CLAIMS_ENV) {
+            apr_table_setn(r->subprocess_env,
+                           sk_claim_var_name(r->pool, SK_CLAIM_ENV_PREFIX,
+                                             item->string),
+                           value);
+        }
+        if (pass & SK_CLAIMS_HEADERS) {
+            apr_table_setn(r->headers_in, claim_header_name(r, item->string), value);
+        }
     }
 
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session accepted for user %s",
-                  r->user);
+                  ap_escape_logitem(r->pool, r->user));
     return OK;
+}
+
+static int deny_unauthenticated(request_rec *r, sk_server_config_t *sc, int status)
+{
+    if (status == HTTP_UNAUTHORIZED) {
+        apr_table_setn(r->err_headers_out, "WWW-Authenticate",
+                       apr_psprintf(r->pool, "%s realm=\"%s\"", SK_AUTH_TYPE,
+                                    ap_escape_quotes(r->pool, sc->issuer)));
+    }
+    return status;
+}
+
+static int is_scalekit(request_rec *r)
+{
+    const char *type = ap_auth_type(r);
+
+    return type != NULL && strcasecmp(type, SK_AUTH_TYPE) == 0;
 }
 
 int sk_check_authn(request_rec *r)
 {
-    const char *type = ap_auth_type(r);
     sk_server_config_t *sc;
     sk_dir_config_t *dc;
     sk_session_t *session = NULL;
+    sk_login_t login;
+    const char *oid;
+    apr_status_t rv;
 
-    if (type == NULL || strcasecmp(type, SK_AUTH_TYPE) != 0) {
+    if (!is_scalekit(r)) {
         return DECLINED;
+    }
+    if (sk_is_lookup_subrequest(r)) {
+        return HTTP_UNAUTHORIZED;
     }
 
     sc = ap_get_module_config(r->server->module_config, &auth_scalekit_module);
     dc = ap_get_module_config(r->per_dir_config, &auth_scalekit_module);
-    if (sc->provider == NULL) {
+    if (!sc->ready) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "AuthType Scalekit is used for %s "
                       "but server %s has no ScalekitIssuer, ScalekitClientID, "
                       "ScalekitClientSecret and ScalekitSessionSecret", r->uri,
@@ -196,17 +342,157 @@ int sk_check_authn(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (sk_session_load(r, sc, &session) == APR_SUCCESS) {
+    rv = sk_session_load(r, sc, &session);
+    if (rv == APR_EGENERAL) {
+        return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Session store unavailable",
+                             "Your session cannot be read right now. Please try "
+                             "again in a few minutes.");
+    }
+    sk_login_from_dir(r, dc, &login);
+
+    if (rv == APR_SUCCESS && login.required_org != NULL) {
+        oid = sk_json_string(session->claims, "oid");
+        if (oid == NULL || strcmp(oid, login.required_org) != 0) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "the session belongs to "
+                          "organization %s, %s requires %s",
+                          ap_escape_logitem(r->pool, oid ? oid : "(none)"), r->uri,
+                          login.required_org);
+            if (is_navigation(r) && (dc->unauth_action == SK_UNAUTH_UNSET
+                                     || dc->unauth_action == SK_UNAUTH_AUTH)) {
+                return sk_start_login(r, sc, &login);
+            }
+            return sk_error_page(r, HTTP_FORBIDDEN, "Access denied",
+                                 "This area belongs to another organization than "
+                                 "the one you are signed in with.");
+        }
+    }
+    if (rv == APR_SUCCESS) {
+        sk_session_touch(r, sc, session);
         return accept_session(r, dc, session);
     }
 
+    switch (dc->unauth_action) {
+    case SK_UNAUTH_401:
+    case SK_UNAUTH_PASS:
+        return deny_unauthenticated(r, sc, HTTP_UNAUTHORIZED);
+    case SK_UNAUTH_403:
+        return deny_unauthenticated(r, sc, HTTP_FORBIDDEN);
+    default:
+        break;
+    }
     if (!is_navigation(r)) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "no session for %s %s, which is "
                       "not a browser navigation: 401", r->method, r->uri);
-        apr_table_setn(r->err_headers_out, "WWW-Authenticate",
-                       apr_psprintf(r->pool, "%s realm=\"%s\"", SK_AUTH_TYPE,
-                                    ap_escape_quotes(r->pool, sc->issuer)));
-        return HTTP_UNAUTHORIZED;
+        return deny_unauthenticated(r, sc, HTTP_UNAUTHORIZED);
     }
-    return start_login(r, sc, dc);
+    return sk_start_login(r, sc, &login);
+}
+
+/*
+ * Exports the session where the authentication phase did not run: directories with
+ * ScalekitUnauthAction pass under "Require all granted", and internal redirects that
+ * reuse the parent's user.
+ */
+int sk_fixups(request_rec *r)
+{
+    sk_server_config_t *sc;
+    sk_dir_config_t *dc;
+    sk_session_t *session = sk_request_session(r);
+
+    if (!is_scalekit(r)) {
+        return DECLINED;
+    }
+    sc = ap_get_module_config(r->server->module_config, &auth_scalekit_module);
+    dc = ap_get_module_config(r->per_dir_config, &auth_scalekit_module);
+    if (!sc->ready) {
+        return DECLINED;
+    }
+
+    if (r->user == NULL && dc->unauth_action != SK_UNAUTH_PASS) {
+        return DECLINED;
+    }
+    if (ap_get_module_config(r->request_config, &auth_scalekit_module) != NULL) {
+        return DECLINED;
+    }
+    if (session == NULL && sk_session_load(r, sc, &session) != APR_SUCCESS) {
+        return DECLINED;
+    }
+    accept_session(r, dc, session);
+    return DECLINED;
+}
+
+/* The page a signed-in visitor gets when a Require rule turns them away. */
+#define FORBIDDEN_NOTE "auth_scalekit_forbidden"
+
+int sk_note_auth_failure(request_rec *r, const char *auth_type)
+{
+    if (strcasecmp(auth_type, SK_AUTH_TYPE) != 0) {
+        return DECLINED;
+    }
+
+    /* mod_authz_core calls this for a signed-in user it is about to answer with 401.
+     * A login would only come back to the same refusal, so the answer becomes 403. */
+    if (r->user != NULL) {
+        apr_table_setn(r->notes, FORBIDDEN_NOTE, "1");
+        sk_error_page(r, HTTP_UNAUTHORIZED, "Access denied",
+                      "You are signed in, but your account is not allowed to "
+                      "open this page.");
+    }
+    return OK;
+}
+
+void sk_insert_error_filter(request_rec *r)
+{
+    if (r->status == HTTP_UNAUTHORIZED
+        && apr_table_get(r->notes, FORBIDDEN_NOTE) != NULL) {
+        ap_add_output_filter("SCALEKIT_FORBIDDEN", NULL, r, r->connection);
+    }
+}
+
+apr_status_t sk_forbidden_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+
+    r->status = HTTP_FORBIDDEN;
+    r->status_line = NULL;
+    apr_table_unset(r->err_headers_out, "WWW-Authenticate");
+    apr_table_unset(r->headers_out, "WWW-Authenticate");
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+}
+
+/* Removes claim headers a client sent, in any case and with '-' or '_', so only the
+ * module can set them. Runs on every request of a server with a Scalekit client. */
+int sk_strip_claim_headers(request_rec *r)
+{
+    sk_server_config_t *sc = ap_get_module_config(r->server->module_config,
+                                                  &auth_scalekit_module);
+    const apr_array_header_t *headers;
+    const apr_table_entry_t *entries;
+    apr_size_t prefix_len = strlen(SK_CLAIM_HEADER_PREFIX);
+    int i;
+
+    if (!sc->ready) {
+        return DECLINED;
+    }
+    headers = apr_table_elts(r->headers_in);
+    entries = (const apr_table_entry_t *)headers->elts;
+    for (i = headers->nelts - 1; i >= 0; i--) {
+        const char *key = entries[i].key;
+        apr_size_t k;
+        int match = key != NULL && strlen(key) >= prefix_len;
+
+        for (k = 0; match && k < prefix_len; k++) {
+            char c = key[k] == '_' ? '-' : (char)apr_tolower(key[k]);
+
+            match = c == apr_tolower(SK_CLAIM_HEADER_PREFIX[k]);
+        }
+        if (match) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "removed the request "
+                          "header %s sent by the client",
+                          ap_escape_logitem(r->pool, key));
+            apr_table_unset(r->headers_in, key);
+        }
+    }
+    return DECLINED;
 }

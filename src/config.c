@@ -23,6 +23,11 @@ void *sk_create_server_config(apr_pool_t *p, server_rec *s)
     sc->clock_skew = SK_UNSET;
     sc->http_timeout = SK_UNSET;
     sc->session_max_age = SK_UNSET;
+    sc->discovery_ttl = SK_UNSET;
+    sc->jwks_ttl = SK_UNSET;
+    sc->inactivity_timeout = SK_UNSET;
+    sc->userinfo = SK_UNSET;
+    sc->token_auth_basic = SK_UNSET;
     return sc;
 }
 
@@ -40,6 +45,8 @@ void *sk_merge_server_config(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE_PTR(client_secret);
     MERGE_PTR(redirect_uri);
     MERGE_PTR(redirect_path);
+    MERGE_PTR(logout_path);
+    MERGE_PTR(allowed_hosts);
     MERGE_PTR(session_secret);
     MERGE_PTR(scopes);
     MERGE_PTR(cookie_name);
@@ -48,12 +55,24 @@ void *sk_merge_server_config(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE_INT(clock_skew);
     MERGE_INT(http_timeout);
     MERGE_INT(session_max_age);
+    MERGE_INT(inactivity_timeout);
+    MERGE_INT(userinfo);
+    MERGE_INT(token_auth_basic);
+    MERGE_PTR(login_path);
+    MERGE_INT(discovery_ttl);
+    MERGE_INT(jwks_ttl);
+    merged->session_store = add->session_store != SK_SESSION_STORE_UNSET
+                            ? add->session_store : base->session_store;
     return merged;
 }
 
 void *sk_create_dir_config(apr_pool_t *p, char *dir)
 {
-    return apr_pcalloc(p, sizeof(sk_dir_config_t));
+    sk_dir_config_t *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->allow_login_hint = SK_UNSET;
+    dc->pass_claims_as = SK_UNSET;
+    return dc;
 }
 
 void *sk_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
@@ -66,6 +85,19 @@ void *sk_merge_dir_config(apr_pool_t *p, void *base_conf, void *add_conf)
     MERGE_PTR(organization_id);
     MERGE_PTR(domain);
     MERGE_PTR(login_hint);
+    MERGE_INT(allow_login_hint);
+    MERGE_INT(pass_claims_as);
+    merged->unauth_action = add->unauth_action != SK_UNAUTH_UNSET
+                            ? add->unauth_action : base->unauth_action;
+
+    /* A directory that names any selector replaces all three inherited ones, so a
+     * connection set above cannot override an organization set here. */
+    if (add->connection_id != NULL || add->organization_id != NULL
+        || add->domain != NULL) {
+        merged->connection_id = add->connection_id;
+        merged->organization_id = add->organization_id;
+        merged->domain = add->domain;
+    }
     return merged;
 }
 
@@ -253,6 +285,71 @@ static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg
     return NULL;
 }
 
+/* Checks an endpoint path: absolute, no query, fragment, escapes or backslashes. */
+static const char *check_endpoint_path(cmd_parms *cmd, const char *arg)
+{
+    const char *c;
+
+    for (c = arg; *c; c++) {
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '?' || *c == '#'
+            || *c == '%' || *c == '\\') {
+            break;
+        }
+    }
+    if (arg[0] != '/' || arg[1] == '/' || *c != '\0') {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a path such as "
+                            "/scalekit/logout", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_logout_uri(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = check_endpoint_path(cmd, arg);
+
+    if (err == NULL) {
+        server_config(cmd)->logout_path = arg;
+    }
+    return err;
+}
+
+static const char *set_login_uri(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = check_endpoint_path(cmd, arg);
+
+    if (err == NULL) {
+        server_config(cmd)->login_path = arg;
+    }
+    return err;
+}
+
+static const char *add_allowed_host(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+    const char *c;
+
+    for (c = arg; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '.' && *c != '-' && *c != ':' && *c != '['
+            && *c != ']') {
+            return apr_psprintf(cmd->pool, "%s: \"%s\" is not a host name or "
+                                "host:port", cmd->cmd->name, arg);
+        }
+    }
+    if (arg[0] == '\0') {
+        return apr_psprintf(cmd->pool, "%s: the value is empty", cmd->cmd->name);
+    }
+    if (sc->allowed_hosts == NULL) {
+        sc->allowed_hosts = apr_array_make(cmd->pool, 4, sizeof(const char *));
+    }
+    else {
+        /* Drop the NULL that ends the list before adding to it. */
+        sc->allowed_hosts->nelts--;
+    }
+    APR_ARRAY_PUSH(sc->allowed_hosts, const char *) = arg;
+    APR_ARRAY_PUSH(sc->allowed_hosts, const char *) = NULL;
+    return NULL;
+}
+
 static const char *set_scopes(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *c;
@@ -317,6 +414,139 @@ static const char *set_session_max_age(cmd_parms *cmd, void *dconf, const char *
                          &server_config(cmd)->session_max_age);
 }
 
+static const char *set_discovery_ttl(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return parse_seconds(cmd, arg, 60, 604800, &server_config(cmd)->discovery_ttl);
+}
+
+static const char *set_jwks_ttl(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    return parse_seconds(cmd, arg, 60, 604800, &server_config(cmd)->jwks_ttl);
+}
+
+static const char *set_session_store(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+
+    if (strcasecmp(arg, "cookie") == 0) {
+        sc->session_store = SK_SESSION_STORE_COOKIE;
+    }
+    else if (strcasecmp(arg, "cache") == 0) {
+        sc->session_store = SK_SESSION_STORE_CACHE;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of cookie, cache",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+/*
+ * Checks a socache specification such as shmcb, shmcb:/path(size),
+ * memcache:host:port or redis:host:port. The provider module must be loaded before
+ * this line; the instance itself is made in post_config.
+ */
+static const char *set_cache_spec(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    sk_cache_t *probe;
+
+    if (err != NULL) {
+        return err;
+    }
+    err = sk_cache_create(cmd->temp_pool, cmd->temp_pool, arg, NULL,
+                          SK_MUTEX_PROVIDER_CACHE, &probe);
+    if (err != NULL) {
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err);
+    }
+    *(const char **)((char *)&sk_globals + (apr_size_t)cmd->info) =
+        apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+static const char *set_inactivity_timeout(cmd_parms *cmd, void *dconf,
+                                          const char *arg)
+{
+    return parse_seconds(cmd, arg, 0, 31536000,
+                         &server_config(cmd)->inactivity_timeout);
+}
+
+static const char *set_userinfo(cmd_parms *cmd, void *dconf, int flag)
+{
+    server_config(cmd)->userinfo = flag;
+    return NULL;
+}
+
+static const char *set_token_auth(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_server_config_t *sc = server_config(cmd);
+
+    if (strcmp(arg, "client_secret_post") == 0) {
+        sc->token_auth_basic = 0;
+    }
+    else if (strcmp(arg, "client_secret_basic") == 0) {
+        sc->token_auth_basic = 1;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of "
+                            "client_secret_post, client_secret_basic",
+                            cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_allow_login_hint(cmd_parms *cmd, void *dconf, int flag)
+{
+    ((sk_dir_config_t *)dconf)->allow_login_hint = flag;
+    return NULL;
+}
+
+static const char *set_pass_claims_as(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_dir_config_t *dc = dconf;
+
+    if (strcasecmp(arg, "env") == 0) {
+        dc->pass_claims_as = SK_CLAIMS_ENV;
+    }
+    else if (strcasecmp(arg, "headers") == 0) {
+        dc->pass_claims_as = SK_CLAIMS_HEADERS;
+    }
+    else if (strcasecmp(arg, "both") == 0) {
+        dc->pass_claims_as = SK_CLAIMS_ENV | SK_CLAIMS_HEADERS;
+    }
+    else if (strcasecmp(arg, "none") == 0) {
+        dc->pass_claims_as = 0;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of env, headers, "
+                            "both, none", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
+static const char *set_unauth_action(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    sk_dir_config_t *dc = dconf;
+
+    if (strcasecmp(arg, "auth") == 0) {
+        dc->unauth_action = SK_UNAUTH_AUTH;
+    }
+    else if (strcmp(arg, "401") == 0) {
+        dc->unauth_action = SK_UNAUTH_401;
+    }
+    else if (strcmp(arg, "403") == 0) {
+        dc->unauth_action = SK_UNAUTH_403;
+    }
+    else if (strcasecmp(arg, "pass") == 0) {
+        dc->unauth_action = SK_UNAUTH_PASS;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not one of auth, 401, 403, "
+                            "pass", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
 static const char *set_cookie_name(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *c;
@@ -376,6 +606,11 @@ const command_rec sk_directives[] = {
     AP_INIT_TAKE1("ScalekitSessionSecret", set_session_secret, NULL, RSRC_CONF,
                   "Key material for session cookies, 32 bytes or more: the value, "
                   "env:NAME or file:/path"),
+    AP_INIT_TAKE1("ScalekitLogoutURI", set_logout_uri, NULL, RSRC_CONF,
+                  "Path that logs out (default /scalekit/logout)"),
+    AP_INIT_ITERATE("ScalekitLogoutRedirectAllowed", add_allowed_host, NULL,
+                    RSRC_CONF, "Hosts (host or host:port) that return_to may name "
+                    "besides this server"),
     AP_INIT_RAW_ARGS("ScalekitScopes", set_scopes, NULL, RSRC_CONF,
                      "Space-separated scopes (default openid email profile)"),
     AP_INIT_FLAG("ScalekitSSLVerify", set_ssl_verify, NULL, RSRC_CONF,
@@ -390,6 +625,37 @@ const command_rec sk_directives[] = {
                   "Name of the session cookie (default scalekit_session)"),
     AP_INIT_TAKE1("ScalekitCAFile", set_ca_file, NULL, RSRC_CONF,
                   "PEM file of CA certificates to verify the provider against"),
+    AP_INIT_TAKE1("ScalekitDiscoveryTTL", set_discovery_ttl, NULL, RSRC_CONF,
+                  "Seconds the discovery document is cached (default 86400)"),
+    AP_INIT_TAKE1("ScalekitJWKSTTL", set_jwks_ttl, NULL, RSRC_CONF,
+                  "Seconds the JWKS is cached (default 3600)"),
+    AP_INIT_TAKE1("ScalekitSessionStore", set_session_store, NULL, RSRC_CONF,
+                  "Where sessions live: cookie (sealed in the cookie, the default) "
+                  "or cache (in ScalekitSessionCache)"),
+    AP_INIT_TAKE1("ScalekitCache", set_cache_spec,
+                  (void *)APR_OFFSETOF(sk_globals_t, provider_cache_spec), RSRC_CONF,
+                  "Socache for discovery and JWKS: shmcb (default), "
+                  "shmcb:/path(bytes), memcache:host:port, redis:host:port"),
+    AP_INIT_TAKE1("ScalekitSessionCache", set_cache_spec,
+                  (void *)APR_OFFSETOF(sk_globals_t, session_cache_spec), RSRC_CONF,
+                  "Socache for ScalekitSessionStore cache: shmcb (default), "
+                  "memcache:host:port, redis:host:port"),
+    AP_INIT_TAKE1("ScalekitSessionInactivityTimeout", set_inactivity_timeout, NULL,
+                  RSRC_CONF, "Seconds without a request after which a session "
+                  "ends, 0 for none (default 3600)"),
+    AP_INIT_FLAG("ScalekitUserInfo", set_userinfo, NULL, RSRC_CONF,
+                 "Merge the userinfo endpoint's claims at login (default Off)"),
+    AP_INIT_TAKE1("ScalekitTokenEndpointAuth", set_token_auth, NULL, RSRC_CONF,
+                  "client_secret_post (default) or client_secret_basic"),
+    AP_INIT_TAKE1("ScalekitLoginURI", set_login_uri, NULL, RSRC_CONF,
+                  "Path that starts a login from a link (default /scalekit/login)"),
+    AP_INIT_FLAG("ScalekitAllowLoginHint", set_allow_login_hint, NULL, OR_AUTHCFG,
+                 "Pass the visitor's login_hint query parameter to Scalekit "
+                 "(default Off)"),
+    AP_INIT_TAKE1("ScalekitPassClaimsAs", set_pass_claims_as, NULL, OR_AUTHCFG,
+                  "Where claims go: env (default), headers, both or none"),
+    AP_INIT_TAKE1("ScalekitUnauthAction", set_unauth_action, NULL, OR_AUTHCFG,
+                  "Without a session: auth (default), 401, 403 or pass"),
     AP_INIT_TAKE1("ScalekitRemoteUserClaim", set_dir_token,
                   (void *)APR_OFFSETOF(sk_dir_config_t, remote_user_claim),
                   OR_AUTHCFG, "Claim that becomes REMOTE_USER (default sub)"),
@@ -446,9 +712,37 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
         return APR_EINVAL;
     }
 
+    if (sc->ssl_verify == 0) {
+        apr_uri_t uri;
+
+        if (apr_uri_parse(p, sc->issuer, &uri) != APR_SUCCESS
+            || !is_loopback_host(uri.hostname)) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "ScalekitSSLVerify Off is "
+                         "accepted only for a provider on the loopback address, "
+                         "not for %s; use ScalekitCAFile for a private CA",
+                         sc->issuer);
+            return APR_EINVAL;
+        }
+    }
+
     if (sc->redirect_uri == NULL) {
         sc->redirect_uri = SK_DEFAULT_REDIRECT_PATH;
         sc->redirect_path = SK_DEFAULT_REDIRECT_PATH;
+    }
+    if (sc->login_path == NULL) {
+        sc->login_path = SK_DEFAULT_LOGIN_PATH;
+    }
+    if (sc->inactivity_timeout == SK_UNSET) {
+        sc->inactivity_timeout = SK_DEFAULT_INACTIVITY_TIMEOUT;
+    }
+    if (sc->userinfo == SK_UNSET) {
+        sc->userinfo = 0;
+    }
+    if (sc->token_auth_basic == SK_UNSET) {
+        sc->token_auth_basic = 0;
+    }
+    if (sc->logout_path == NULL) {
+        sc->logout_path = SK_DEFAULT_LOGOUT_PATH;
     }
     if (sc->scopes == NULL) {
         sc->scopes = SK_DEFAULT_SCOPES;
@@ -468,6 +762,15 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
     if (sc->session_max_age == SK_UNSET) {
         sc->session_max_age = SK_DEFAULT_SESSION_MAX_AGE;
     }
+    if (sc->discovery_ttl == SK_UNSET) {
+        sc->discovery_ttl = SK_DEFAULT_DISCOVERY_TTL;
+    }
+    if (sc->jwks_ttl == SK_UNSET) {
+        sc->jwks_ttl = SK_DEFAULT_JWKS_TTL;
+    }
+    if (sc->session_store == SK_SESSION_STORE_UNSET) {
+        sc->session_store = SK_SESSION_STORE_COOKIE;
+    }
 
     /* Separate keys for the two cookie kinds, derived once here and not per request. */
     if (sk_hkdf_sha256((const unsigned char *)sc->session_secret,
@@ -484,6 +787,6 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
     memcpy(sc->state_key, key, sizeof(key));
     memset(key, 0, sizeof(key));
 
-    sc->provider = sk_provider_cache_create(p);
-    return sc->provider ? APR_SUCCESS : APR_EGENERAL;
+    sc->ready = 1;
+    return APR_SUCCESS;
 }

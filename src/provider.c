@@ -1,60 +1,32 @@
 /*
- * The provider's discovery document and JWKS, fetched over HTTP and kept per process.
+ * The provider's discovery document and JWKS, fetched over HTTP and kept in the
+ * shared ScalekitCache.
  *
- * The raw documents are cached, not parsed objects: each request parses its own copy
- * into r->pool, so no thread ever holds a pointer into memory that another thread may
- * replace. Only logins read these documents; requests with a session never do.
+ * Raw documents are cached, not parsed objects, so each request parses its own copy
+ * into r->pool. Only logins read these documents; requests with a session never do.
+ * A fetch runs under the global fetch mutex and looks at the cache again once it holds
+ * the mutex, so a cold start of many processes makes one request per document.
  */
 #include <apr_strings.h>
 
 #include "mod_auth_scalekit.h"
 
-/* Lifetimes of the cached copies, in seconds. */
-#define DISCOVERY_TTL 86400
-#define JWKS_TTL 3600
+/* How long a copy past its lifetime is kept to serve while the provider is down. */
+#define STALE_KEEP (7 * 86400)
 
 /* A JWKS refetch forced by an unknown kid happens at most once per this interval. */
 #define JWKS_FORCED_INTERVAL 60
 
-/* One cached document: malloc'ed text, replaced under the cache mutex. */
+typedef apr_status_t (*validate_fn)(request_rec *r, sk_server_config_t *sc,
+                                    const char *text, apr_size_t len,
+                                    const char **err);
+
+/* A document read from the cache: the body and when it was fetched. */
 typedef struct {
-    char *text;
+    const char *body;
     apr_size_t len;
     apr_time_t fetched;
-    apr_time_t last_warning;
 } cached_doc_t;
-
-/* TODO: keep these documents in a socache under a global mutex so that all child
- * processes share one copy; today each child fetches its own. */
-struct sk_provider_cache_t {
-    apr_thread_mutex_t *mutex;
-    cached_doc_t discovery;
-    cached_doc_t jwks;
-    apr_time_t jwks_forced;
-};
-
-static apr_status_t cleanup_cache(void *data)
-{
-    sk_provider_cache_t *cache = data;
-
-    free(cache->discovery.text);
-    free(cache->jwks.text);
-    cache->discovery.text = NULL;
-    cache->jwks.text = NULL;
-    return APR_SUCCESS;
-}
-
-sk_provider_cache_t *sk_provider_cache_create(apr_pool_t *p)
-{
-    sk_provider_cache_t *cache = apr_pcalloc(p, sizeof(*cache));
-
-    if (apr_thread_mutex_create(&cache->mutex, APR_THREAD_MUTEX_DEFAULT, p)
-        != APR_SUCCESS) {
-        return NULL;
-    }
-    apr_pool_cleanup_register(p, cache, cleanup_cache, apr_pool_cleanup_null);
-    return cache;
-}
 
 static sk_http_options_t http_options(const sk_server_config_t *sc)
 {
@@ -64,48 +36,124 @@ static sk_http_options_t http_options(const sk_server_config_t *sc)
     options.verify_tls = sc->ssl_verify;
     options.ca_file = sc->ca_file;
     options.user_agent = SK_USER_AGENT;
+    options.bearer_token = NULL;
+    options.basic_user = NULL;
+    options.basic_password = NULL;
     return options;
 }
 
-static void store_doc(cached_doc_t *doc, const char *text, apr_size_t len)
+/* Entries are "<fetch time in microseconds>\n<document>". */
+static int read_entry(request_rec *r, const char *key, cached_doc_t *doc)
 {
-    char *copy = malloc(len + 1);
+    char *value, *newline, *end;
+    apr_size_t len;
+    apr_status_t rv;
 
-    if (copy == NULL) {
-        return;
+    rv = sk_cache_get(sk_globals.provider_cache, r->server, r->pool, key, &value,
+                      &len);
+    if (rv != APR_SUCCESS) {
+        if (rv != APR_NOTFOUND) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "reading %s from "
+                          "ScalekitCache failed", key);
+        }
+        return 0;
     }
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    free(doc->text);
-    doc->text = copy;
-    doc->len = len;
-    doc->fetched = apr_time_now();
+    newline = memchr(value, '\n', len);
+    if (newline == NULL) {
+        return 0;
+    }
+    *newline = '\0';
+    doc->fetched = (apr_time_t)apr_strtoi64(value, &end, 10);
+    if (*end != '\0' || doc->fetched <= 0) {
+        return 0;
+    }
+    doc->body = newline + 1;
+    doc->len = len - (apr_size_t)(newline + 1 - value);
+    return 1;
+}
+
+static void write_entry(request_rec *r, const char *key, const char *body,
+                        apr_size_t len, apr_time_t now, apr_time_t keep)
+{
+    const char *value = apr_psprintf(r->pool, "%" APR_TIME_T_FMT "\n%s", now, body);
+    apr_status_t rv;
+
+    rv = sk_cache_set(sk_globals.provider_cache, r->server, r->pool, key, value,
+                      strlen(value), now + keep);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "storing %s (%"
+                      APR_SIZE_T_FMT " bytes) in ScalekitCache failed; it will be "
+                      "fetched again", key, len);
+    }
+}
+
+/* Reads a time stamp entry such as the last forced refetch; 0 when absent. */
+static apr_time_t read_time(request_rec *r, const char *key)
+{
+    cached_doc_t doc;
+
+    return read_entry(r, key, &doc) ? doc.fetched : 0;
+}
+
+static void write_time(request_rec *r, const char *key, apr_time_t when)
+{
+    write_entry(r, key, "", 0, when, apr_time_from_sec(STALE_KEEP));
 }
 
 /*
- * Fetches url and checks the body with validate before it replaces the cached copy.
- * Returns APR_SUCCESS with *text in r->pool. When the fetch fails and a copy exists,
- * that copy is returned whatever its age (stale-if-error), with a WARNING at most once
- * per ttl. Called with the cache mutex held.
+ * Logs that a stale copy is served, at most once per interval for all processes,
+ * so an outage does not write one line per login.
  */
-static apr_status_t fetch_doc(request_rec *r, sk_server_config_t *sc,
-                              cached_doc_t *doc, const char *what, const char *url,
-                              apr_status_t (*validate)(request_rec *,
-                                                       sk_server_config_t *,
-                                                       const char *, apr_size_t,
-                                                       const char **),
-                              apr_time_t ttl, int force,
-                              const char **text, apr_size_t *len)
+static void warn_stale(request_rec *r, const char *what, const char *key,
+                       apr_time_t fetched, apr_time_t interval, const char *err)
+{
+    const char *warn_key = apr_pstrcat(r->pool, "warn|", key, NULL);
+    apr_time_t now = apr_time_now();
+
+    if (now - read_time(r, warn_key) < interval) {
+        return;
+    }
+    write_time(r, warn_key, now);
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "fetching %s failed, serving the "
+                  "copy fetched %" APR_TIME_T_FMT " seconds ago until the provider "
+                  "answers again: %s", what, apr_time_sec(now - fetched), err);
+}
+
+/*
+ * Returns the document from the cache when fresh, otherwise fetches it under the
+ * fetch mutex. When the fetch fails, an expired copy is served (stale-if-error).
+ * *text is in r->pool.
+ */
+static apr_status_t get_doc(request_rec *r, sk_server_config_t *sc, const char *what,
+                            const char *key, const char *url, validate_fn validate,
+                            apr_time_t ttl, int force, const char **text,
+                            apr_size_t *len)
 {
     sk_http_options_t options = http_options(sc);
     sk_http_response_t *resp = NULL;
     const char *err = NULL;
+    cached_doc_t doc;
+    int cached;
     apr_status_t rv;
     apr_time_t now = apr_time_now();
 
-    if (doc->text != NULL && !force && now - doc->fetched < ttl) {
-        *text = apr_pstrmemdup(r->pool, doc->text, doc->len);
-        *len = doc->len;
+    cached = read_entry(r, key, &doc);
+    if (cached && !force && now - doc.fetched < ttl) {
+        *text = doc.body;
+        *len = doc.len;
+        return APR_SUCCESS;
+    }
+
+    apr_global_mutex_lock(sk_globals.fetch_mutex);
+
+    /* Another process may have fetched it while this one waited for the mutex. */
+    cached = read_entry(r, key, &doc);
+    now = apr_time_now();
+    if (cached && (force ? now - doc.fetched < apr_time_from_sec(1)
+                         : now - doc.fetched < ttl)) {
+        apr_global_mutex_unlock(sk_globals.fetch_mutex);
+        *text = doc.body;
+        *len = doc.len;
         return APR_SUCCESS;
     }
 
@@ -118,28 +166,26 @@ static apr_status_t fetch_doc(request_rec *r, sk_server_config_t *sc,
     if (rv == APR_SUCCESS) {
         rv = validate(r, sc, resp->body, resp->len, &err);
     }
+    if (rv == APR_SUCCESS) {
+        write_entry(r, key, resp->body, resp->len, apr_time_now(),
+                    ttl + apr_time_from_sec(STALE_KEEP));
+    }
+    apr_global_mutex_unlock(sk_globals.fetch_mutex);
 
     if (rv == APR_SUCCESS) {
-        store_doc(doc, resp->body, resp->len);
         *text = resp->body;
         *len = resp->len;
         return APR_SUCCESS;
     }
-
-    if (doc->text != NULL) {
-        if (now - doc->last_warning >= ttl) {
-            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
-                          "fetching %s failed, using the copy from %" APR_TIME_T_FMT
-                          " seconds ago: %s", what,
-                          apr_time_sec(now - doc->fetched), err);
-            doc->last_warning = now;
-        }
-        *text = apr_pstrmemdup(r->pool, doc->text, doc->len);
-        *len = doc->len;
+    if (cached) {
+        warn_stale(r, what, key, doc.fetched, ttl, err);
+        *text = doc.body;
+        *len = doc.len;
         return APR_SUCCESS;
     }
 
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "fetching %s failed: %s", what, err);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "fetching %s failed and no copy is "
+                  "cached: %s", what, err);
     return rv == APR_SUCCESS ? APR_EGENERAL : rv;
 }
 
@@ -163,19 +209,15 @@ static apr_status_t validate_jwks(request_rec *r, sk_server_config_t *sc,
 apr_status_t sk_provider_metadata(request_rec *r, sk_server_config_t *sc,
                                   sk_provider_metadata_t **metadata)
 {
-    sk_provider_cache_t *cache = sc->provider;
     const char *url = apr_pstrcat(r->pool, sc->issuer,
                                   "/.well-known/openid-configuration", NULL);
+    const char *key = apr_pstrcat(r->pool, "discovery|", sc->issuer, NULL);
     const char *text = NULL, *err = NULL;
     apr_size_t len = 0;
     apr_status_t rv;
 
-    apr_thread_mutex_lock(cache->mutex);
-    rv = fetch_doc(r, sc, &cache->discovery, "discovery document", url,
-                   validate_discovery, apr_time_from_sec(DISCOVERY_TTL), 0,
-                   &text, &len);
-    apr_thread_mutex_unlock(cache->mutex);
-
+    rv = get_doc(r, sc, "discovery document", key, url, validate_discovery,
+                 apr_time_from_sec(sc->discovery_ttl), 0, &text, &len);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -190,27 +232,28 @@ apr_status_t sk_provider_jwks(request_rec *r, sk_server_config_t *sc,
                               const sk_provider_metadata_t *metadata, int force,
                               sk_jwks_t **jwks)
 {
-    sk_provider_cache_t *cache = sc->provider;
+    const char *key = apr_pstrcat(r->pool, "jwks|", sc->issuer, NULL);
+    const char *forced_key = apr_pstrcat(r->pool, "jwks-forced|", sc->issuer, NULL);
     const char *text = NULL, *err = NULL;
     apr_size_t len = 0;
-    apr_time_t now = apr_time_now();
     apr_status_t rv;
 
-    apr_thread_mutex_lock(cache->mutex);
     if (force) {
-        if (now - cache->jwks_forced < apr_time_from_sec(JWKS_FORCED_INTERVAL)) {
-            apr_thread_mutex_unlock(cache->mutex);
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "JWKS refetch for an "
+        apr_time_t now = apr_time_now();
+
+        /* Read and written without a lock: two processes may both refetch once. */
+        if (now - read_time(r, forced_key)
+            < apr_time_from_sec(JWKS_FORCED_INTERVAL)) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "JWKS refetch for an "
                           "unknown kid skipped: the last one was less than %d "
                           "seconds ago", JWKS_FORCED_INTERVAL);
             return APR_EAGAIN;
         }
-        cache->jwks_forced = now;
+        write_time(r, forced_key, now);
     }
-    rv = fetch_doc(r, sc, &cache->jwks, "JWKS", metadata->jwks_uri, validate_jwks,
-                   apr_time_from_sec(JWKS_TTL), force, &text, &len);
-    apr_thread_mutex_unlock(cache->mutex);
 
+    rv = get_doc(r, sc, "JWKS", key, metadata->jwks_uri, validate_jwks,
+                 apr_time_from_sec(sc->jwks_ttl), force, &text, &len);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -221,11 +264,25 @@ apr_status_t sk_provider_jwks(request_rec *r, sk_server_config_t *sc,
     return rv;
 }
 
+apr_status_t sk_provider_get_bearer(request_rec *r, sk_server_config_t *sc,
+                                    const char *url, const char *token,
+                                    sk_http_response_t **response, const char **err)
+{
+    sk_http_options_t options = http_options(sc);
+
+    options.bearer_token = token;
+    return sk_http_request(r->pool, url, NULL, &options, response, err);
+}
+
 apr_status_t sk_provider_post_form(request_rec *r, sk_server_config_t *sc,
                                    const char *url, const char *form,
                                    sk_http_response_t **response, const char **err)
 {
     sk_http_options_t options = http_options(sc);
 
+    if (sc->token_auth_basic) {
+        options.basic_user = sc->client_id;
+        options.basic_password = sc->client_secret;
+    }
     return sk_http_request(r->pool, url, form, &options, response, err);
 }

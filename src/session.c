@@ -10,6 +10,7 @@
 #include <apr_strings.h>
 
 #include <http_protocol.h>
+#include <openssl/crypto.h>
 
 #include "mod_auth_scalekit.h"
 
@@ -20,6 +21,10 @@
 #define CHUNKS_PREFIX "chunks:"
 
 #define SESSION_VERSION 1
+
+/* Random bytes in a server-side session id, and its length as base64url. */
+#define SESSION_ID_BYTES 32
+#define SESSION_ID_LEN 43
 
 /* Finds name in the Cookie headers. Returns the first value, or NULL. */
 const char *sk_cookie_get(request_rec *r, const char *name)
@@ -112,32 +117,112 @@ static apr_status_t cleanup_cjson(void *data)
     return APR_SUCCESS;
 }
 
+/* Socache key of a session stored server-side: a digest, so that someone who can read
+ * the cache cannot learn the cookie values that open the sessions. */
+static const char *session_key(request_rec *r, const char *id)
+{
+    return apr_pstrcat(r->pool, "session|", sk_sha256_b64url(r->pool, id, strlen(id)),
+                       NULL);
+}
+
+/* Socache key that marks a cookie session as ended by logout. */
+static const char *ended_key(request_rec *r, const char *sid)
+{
+    return apr_pstrcat(r->pool, "ended|", sid, NULL);
+}
+
+/* The cache that remembers ended sessions: the session cache when there is one, so
+ * that every host behind a load balancer sees a logout. */
+static sk_cache_t *ended_cache(void)
+{
+    return sk_globals.session_cache ? sk_globals.session_cache
+                                    : sk_globals.provider_cache;
+}
+
+static int is_session_id(const char *value)
+{
+    const char *c;
+
+    for (c = value; *c; c++) {
+        if (!apr_isalnum(*c) && *c != '-' && *c != '_') {
+            return 0;
+        }
+    }
+    return c - value == SESSION_ID_LEN;
+}
+
+/* Reads the sealed session text from the cookie or from the session cache. */
+static apr_status_t read_sealed(request_rec *r, sk_server_config_t *sc,
+                                const char *value, const char **sealed,
+                                const char **aad)
+{
+    char *cached;
+    apr_size_t len;
+    apr_status_t rv;
+
+    if (sc->session_store != SK_SESSION_STORE_CACHE) {
+        if (strncmp(value, CHUNKS_PREFIX, strlen(CHUNKS_PREFIX)) == 0) {
+            value = read_chunks(r, sc->cookie_name, value);
+            if (value == NULL) {
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session cookie %s has "
+                              "a missing or invalid chunk; treating it as no "
+                              "session", sc->cookie_name);
+                return APR_EINVAL;
+            }
+        }
+        *sealed = value;
+        *aad = sc->cookie_name;
+        return APR_SUCCESS;
+    }
+
+    if (!is_session_id(value)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session cookie %s is not a "
+                      "session id; treating it as no session", sc->cookie_name);
+        return APR_EINVAL;
+    }
+    rv = sk_cache_get(sk_globals.session_cache, r->server, r->pool,
+                      session_key(r, value), &cached, &len);
+    if (rv == APR_NOTFOUND) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session cookie %s names no "
+                      "session in the session cache (ended or evicted)",
+                      sc->cookie_name);
+        return APR_NOTFOUND;
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "reading the session from "
+                      "ScalekitSessionCache failed");
+        return APR_EGENERAL;
+    }
+    *sealed = cached;
+    *aad = apr_pstrcat(r->pool, "cache|", sc->cookie_name, NULL);
+    return APR_SUCCESS;
+}
+
 apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
                              sk_session_t **session_out)
 {
     const char *value = sk_cookie_get(r, sc->cookie_name);
+    const char *sealed = NULL, *aad = NULL, *id;
     unsigned char *plain;
     apr_size_t len;
     cJSON *doc;
-    const cJSON *version, *created, *expires, *claims;
-    const char *id;
+    const cJSON *version, *created, *expires, *claims, *seen;
+    apr_time_t last_seen;
     sk_session_t *session;
+    char *ended;
+    apr_size_t ended_len;
+    apr_status_t rv;
     apr_time_t now = apr_time_sec(apr_time_now());
 
     if (value == NULL || value[0] == '\0') {
         return APR_NOTFOUND;
     }
-    if (strncmp(value, CHUNKS_PREFIX, strlen(CHUNKS_PREFIX)) == 0) {
-        value = read_chunks(r, sc->cookie_name, value);
-        if (value == NULL) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session cookie %s has a "
-                          "missing or invalid chunk; treating it as no session",
-                          sc->cookie_name);
-            return APR_EINVAL;
-        }
+    rv = read_sealed(r, sc, value, &sealed, &aad);
+    if (rv != APR_SUCCESS) {
+        return rv;
     }
 
-    if (sk_unseal(r->pool, sc->session_key, sc->cookie_name, value, &plain, &len)
+    if (sk_unseal(r->pool, sc->session_key, aad, sealed, &plain, &len)
         != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session cookie %s could not be "
                       "decrypted (tampered, truncated or sealed with another "
@@ -167,74 +252,76 @@ apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
         return APR_TIMEUP;
     }
 
+    seen = cJSON_GetObjectItemCaseSensitive(doc, "seen");
+    last_seen = cJSON_IsNumber(seen) ? (apr_time_t)seen->valuedouble
+                                     : (apr_time_t)created->valuedouble;
+    if (sc->inactivity_timeout > 0 && now - last_seen > sc->inactivity_timeout) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session inactive for %"
+                      APR_TIME_T_FMT " seconds, over ScalekitSessionInactivityTimeout "
+                      "%d", now - last_seen, sc->inactivity_timeout);
+        return APR_TIMEUP;
+    }
+
+    /* A cookie session stays valid until it expires unless logout marked it ended. */
+    if (sc->session_store != SK_SESSION_STORE_CACHE) {
+        rv = sk_cache_get(ended_cache(), r->server, r->pool, ended_key(r, id),
+                          &ended, &ended_len);
+        if (rv == APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session cookie %s belongs "
+                          "to a session ended by logout", sc->cookie_name);
+            return APR_NOTFOUND;
+        }
+        if (rv != APR_NOTFOUND) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "checking for ended "
+                          "sessions in the cache failed");
+            return APR_EGENERAL;
+        }
+    }
+
     session = apr_pcalloc(r->pool, sizeof(*session));
     session->id = id;
+    session->cache_id = sc->session_store == SK_SESSION_STORE_CACHE ? value : NULL;
     session->created = (apr_time_t)created->valuedouble;
     session->expires = (apr_time_t)expires->valuedouble;
     session->claims = (cJSON *)claims;
+    session->id_token = sk_json_string(doc, "idt");
+    session->last_seen = last_seen;
+    session->doc = doc;
     *session_out = session;
     return APR_SUCCESS;
 }
 
-apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
-                             const cJSON *claims)
+/* Sets the cookie, split into chunks when too long, and expires unused chunks. */
+static apr_status_t write_cookie(request_rec *r, sk_server_config_t *sc,
+                                 const char *value)
 {
-    apr_time_t now = apr_time_sec(apr_time_now());
-    cJSON *doc = cJSON_CreateObject();
-    const char *id = sk_random_token(r->pool, 16);
-    char *json, *sealed;
-    apr_size_t len;
-    int chunks, i;
+    apr_size_t len = strlen(value);
+    int chunks = len <= CHUNK_SIZE ? 0 : (int)((len + CHUNK_SIZE - 1) / CHUNK_SIZE);
+    int i;
 
-    if (doc == NULL || id == NULL) {
-        cJSON_Delete(doc);
-        return APR_EGENERAL;
-    }
-    apr_pool_cleanup_register(r->pool, doc, cleanup_cjson, apr_pool_cleanup_null);
-
-    cJSON_AddNumberToObject(doc, "v", SESSION_VERSION);
-    cJSON_AddStringToObject(doc, "sid", id);
-    cJSON_AddNumberToObject(doc, "iat", (double)now);
-    cJSON_AddNumberToObject(doc, "exp", (double)(now + sc->session_max_age));
-    cJSON_AddItemToObject(doc, "claims", cJSON_Duplicate(claims, 1));
-
-    json = cJSON_PrintUnformatted(doc);
-    if (json == NULL) {
-        return APR_EGENERAL;
-    }
-    sealed = sk_seal(r->pool, sc->session_key, sc->cookie_name,
-                     (const unsigned char *)json, strlen(json));
-    cJSON_free(json);
-    if (sealed == NULL) {
-        return APR_EGENERAL;
-    }
-
-    len = strlen(sealed);
-    chunks = len <= CHUNK_SIZE ? 0 : (int)((len + CHUNK_SIZE - 1) / CHUNK_SIZE);
     if (chunks > MAX_CHUNKS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "the session is %" APR_SIZE_T_FMT
                       " bytes sealed, more than %d cookies of %d bytes can carry; "
-                      "the ID token has too many or too large claims", len,
-                      MAX_CHUNKS, CHUNK_SIZE);
+                      "the ID token has too many or too large claims (consider "
+                      "ScalekitSessionStore cache)", len, MAX_CHUNKS, CHUNK_SIZE);
         return APR_ENOSPC;
     }
 
     if (chunks == 0) {
-        sk_cookie_set(r, sc->cookie_name, sealed, "/", -1);
+        sk_cookie_set(r, sc->cookie_name, value, "/", -1);
     }
     else {
         sk_cookie_set(r, sc->cookie_name,
                       apr_psprintf(r->pool, CHUNKS_PREFIX "%d", chunks), "/", -1);
         for (i = 1; i <= chunks; i++) {
             sk_cookie_set(r, apr_psprintf(r->pool, "%s_%d", sc->cookie_name, i),
-                          apr_pstrndup(r->pool, sealed + (i - 1) * CHUNK_SIZE,
+                          apr_pstrndup(r->pool, value + (i - 1) * CHUNK_SIZE,
                                        CHUNK_SIZE),
                           "/", -1);
         }
     }
 
-    /* Chunks left over from a larger earlier session would confuse nobody, but they
-     * cost bytes on every request: expire them. */
+    /* Chunks left from a larger earlier session cost bytes on every request. */
     for (i = chunks + 1; i <= MAX_CHUNKS; i++) {
         const char *name = apr_psprintf(r->pool, "%s_%d", sc->cookie_name, i);
 
@@ -242,9 +329,148 @@ apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
             sk_cookie_set(r, name, "", "/", 0);
         }
     }
-
-    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session created, %"
-                  APR_SIZE_T_FMT " bytes in %d cookie(s)", len,
-                  chunks ? chunks + 1 : 1);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session cookie written, %"
+                  APR_SIZE_T_FMT " bytes in %d cookie(s)", len, chunks ? chunks + 1 : 1);
     return APR_SUCCESS;
+}
+
+/* Seals doc and writes it to the cookie, or to the cache under cache_id. */
+static apr_status_t store_doc(request_rec *r, sk_server_config_t *sc, cJSON *doc,
+                              const char *cache_id, apr_time_t expires)
+{
+    const char *aad;
+    char *json, *sealed;
+    apr_status_t rv;
+
+    json = cJSON_PrintUnformatted(doc);
+    if (json == NULL) {
+        return APR_EGENERAL;
+    }
+    aad = cache_id ? apr_pstrcat(r->pool, "cache|", sc->cookie_name, NULL)
+                   : sc->cookie_name;
+    sealed = sk_seal(r->pool, sc->session_key, aad, (const unsigned char *)json,
+                     strlen(json));
+    OPENSSL_cleanse(json, strlen(json));
+    cJSON_free(json);
+    if (sealed == NULL) {
+        return APR_EGENERAL;
+    }
+    if (cache_id == NULL) {
+        return write_cookie(r, sc, sealed);
+    }
+
+    rv = sk_cache_set(sk_globals.session_cache, r->server, r->pool,
+                      session_key(r, cache_id), sealed, strlen(sealed),
+                      apr_time_from_sec(expires));
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "storing the session in "
+                      "ScalekitSessionCache failed");
+        return rv == APR_ENOSPC ? APR_ENOSPC : APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
+                             const cJSON *claims, const char *id_token)
+{
+    apr_time_t now = apr_time_sec(apr_time_now());
+    apr_time_t expires = now + sc->session_max_age;
+    cJSON *doc = cJSON_CreateObject();
+    const char *sid = sk_random_token(r->pool, 16);
+    const char *cache_id = NULL;
+    apr_status_t rv;
+
+    if (doc == NULL || sid == NULL) {
+        cJSON_Delete(doc);
+        return APR_EGENERAL;
+    }
+    apr_pool_cleanup_register(r->pool, doc, cleanup_cjson, apr_pool_cleanup_null);
+
+    cJSON_AddNumberToObject(doc, "v", SESSION_VERSION);
+    cJSON_AddStringToObject(doc, "sid", sid);
+    cJSON_AddNumberToObject(doc, "iat", (double)now);
+    cJSON_AddNumberToObject(doc, "seen", (double)now);
+    cJSON_AddNumberToObject(doc, "exp", (double)expires);
+    cJSON_AddItemToObject(doc, "claims", cJSON_Duplicate(claims, 1));
+    if (id_token != NULL) {
+        cJSON_AddStringToObject(doc, "idt", id_token);
+    }
+
+    if (sc->session_store == SK_SESSION_STORE_CACHE) {
+        cache_id = sk_random_token(r->pool, SESSION_ID_BYTES);
+        if (cache_id == NULL) {
+            return APR_EGENERAL;
+        }
+    }
+    rv = store_doc(r, sc, doc, cache_id, expires);
+    if (rv == APR_SUCCESS && cache_id != NULL) {
+        rv = write_cookie(r, sc, cache_id);
+    }
+    return rv;
+}
+
+void sk_session_touch(request_rec *r, sk_server_config_t *sc, sk_session_t *session)
+{
+    apr_time_t now = apr_time_sec(apr_time_now());
+    apr_time_t interval = sc->inactivity_timeout / 10;
+
+    /* Rewriting on every request would cost a Set-Cookie or a cache write each time;
+     * a tenth of the timeout keeps the error in the inactivity check under 10%. */
+    if (interval > 300) {
+        interval = 300;
+    }
+    if (sc->inactivity_timeout <= 0 || now - session->last_seen < interval
+        || session->doc == NULL) {
+        return;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(session->doc, "seen");
+    cJSON_AddNumberToObject(session->doc, "seen", (double)now);
+    if (store_doc(r, sc, session->doc, session->cache_id, session->expires)
+        == APR_SUCCESS) {
+        session->last_seen = now;
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, "session activity time "
+                      "updated");
+    }
+}
+
+void sk_session_clear_cookies(request_rec *r, sk_server_config_t *sc)
+{
+    int i;
+
+    if (sk_cookie_get(r, sc->cookie_name) != NULL) {
+        sk_cookie_set(r, sc->cookie_name, "", "/", 0);
+    }
+    for (i = 1; i <= MAX_CHUNKS; i++) {
+        const char *name = apr_psprintf(r->pool, "%s_%d", sc->cookie_name, i);
+
+        if (sk_cookie_get(r, name) != NULL) {
+            sk_cookie_set(r, name, "", "/", 0);
+        }
+    }
+}
+
+apr_status_t sk_session_end(request_rec *r, sk_server_config_t *sc,
+                            const sk_session_t *session)
+{
+    apr_status_t rv;
+
+    sk_session_clear_cookies(r, sc);
+    if (session->cache_id != NULL) {
+        rv = sk_cache_remove(sk_globals.session_cache, r->server, r->pool,
+                             session_key(r, session->cache_id));
+        if (rv == APR_NOTFOUND) {
+            rv = APR_SUCCESS;
+        }
+    }
+    else {
+        rv = sk_cache_set(ended_cache(), r->server, r->pool,
+                          ended_key(r, session->id), "1", 1,
+                          apr_time_from_sec(session->expires));
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "ending the session in the "
+                      "cache failed; a copy of its cookie stays valid until it "
+                      "expires");
+    }
+    return rv;
 }

@@ -142,16 +142,20 @@ apr_status_t sk_unseal(apr_pool_t *p, const unsigned char key[SK_KEY_LEN],
     return rv;
 }
 
-char *sk_pkce_challenge(apr_pool_t *p, const char *verifier)
+char *sk_sha256_b64url(apr_pool_t *p, const void *data, apr_size_t len)
 {
     unsigned char digest[32];
     unsigned int digest_len = 0;
 
-    if (EVP_Digest(verifier, strlen(verifier), digest, &digest_len, EVP_sha256(),
-                   NULL) != 1) {
+    if (EVP_Digest(data, len, digest, &digest_len, EVP_sha256(), NULL) != 1) {
         return NULL;
     }
     return sk_b64url_encode(p, digest, digest_len);
+}
+
+char *sk_pkce_challenge(apr_pool_t *p, const char *verifier)
+{
+    return sk_sha256_b64url(p, verifier, strlen(verifier));
 }
 
 int sk_str_equal_ct(const char *a, const char *b)

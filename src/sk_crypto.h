@@ -40,6 +40,9 @@ apr_status_t sk_unseal(apr_pool_t *p, const unsigned char key[SK_KEY_LEN],
                        const char *aad, const char *sealed,
                        unsigned char **plain, apr_size_t *len);
 
+/* Returns the SHA-256 digest of len bytes as base64url text, or NULL on failure. */
+char *sk_sha256_b64url(apr_pool_t *p, const void *data, apr_size_t len);
+
 /* Returns the PKCE S256 code challenge for a verifier (RFC 7636, section 4.2). */
 char *sk_pkce_challenge(apr_pool_t *p, const char *verifier);
 

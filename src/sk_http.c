@@ -82,7 +82,24 @@ apr_status_t sk_http_request(apr_pool_t *p, const char *url, const char *form,
     apr_pool_cleanup_register(p, curl, cleanup_curl, apr_pool_cleanup_null);
 
     headers = curl_slist_append(headers, "Accept: application/json");
+    if (options->bearer_token != NULL) {
+        headers = curl_slist_append(headers,
+                                    apr_pstrcat(p, "Authorization: Bearer ",
+                                                options->bearer_token, NULL));
+    }
     apr_pool_cleanup_register(p, headers, cleanup_slist, apr_pool_cleanup_null);
+
+    /* RFC 6749, section 2.3.1: both parts form-urlencoded before Basic encoding. */
+    if (options->basic_user != NULL) {
+        char *user = curl_easy_escape(curl, options->basic_user, 0);
+        char *password = curl_easy_escape(curl, options->basic_password, 0);
+
+        curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(curl, CURLOPT_USERNAME, user);
+        curl_easy_setopt(curl, CURLOPT_PASSWORD, password);
+        curl_free(user);
+        curl_free(password);
+    }
 
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -15,6 +15,9 @@ typedef struct {
     int verify_tls;            /* verify the peer certificate and host name */
     const char *ca_file;       /* PEM bundle to verify against, NULL for the system one */
     const char *user_agent;
+    const char *bearer_token;  /* sent as Authorization: Bearer, or NULL */
+    const char *basic_user;    /* with basic_password: HTTP Basic (RFC 6749, 2.3.1) */
+    const char *basic_password;
 } sk_http_options_t;
 
 typedef struct {
