@@ -93,7 +93,9 @@ static char *sanitize_text(apr_pool_t *p, const char *text)
         else if (n + len > max) {
             break;
         }
-        else if (len == 1 && (s[0] < 0x20 || s[0] == 0x7f)) {
+        else if ((len == 1 && (s[0] < 0x20 || s[0] == 0x7f))
+                 || (len == 2 && s[0] == 0xc2 && s[1] < 0xa0)) {
+            /* C0 controls, DEL, and the C1 controls U+0080 to U+009F. */
             out[n++] = '?';
         }
         else {

@@ -19,8 +19,9 @@ char *sk_claim_var_name(apr_pool_t *p, const char *prefix, const char *claim);
 /*
  * Formats a claim value as text: strings as they are, numbers and booleans as JSON text,
  * arrays whose elements are all strings joined with ",", other arrays and objects as
- * compact JSON, null as "". Control characters (including CR, LF and NUL) and invalid
- * UTF-8 become '?', so the value can go into an environment variable or a header.
+ * compact JSON, null as "". C0 and C1 control characters (CR, LF and DEL among them)
+ * and each byte of invalid UTF-8 become '?', so the value can go into an environment
+ * variable or a header.
  */
 char *sk_claim_value_text(apr_pool_t *p, const cJSON *value);
 

@@ -70,7 +70,7 @@ apr_status_t sk_http_request(apr_pool_t *p, const char *url, const char *form,
     struct curl_slist *headers = NULL;
     sk_http_response_t *resp;
     char *content_type = NULL;
-    char errbuf[CURL_ERROR_SIZE] = "";
+    char *errbuf = apr_pcalloc(p, CURL_ERROR_SIZE);
     CURLcode rc;
     CURL *curl;
 

@@ -120,13 +120,21 @@ static apr_status_t cleanup_cjson(void *data)
 
 cJSON *sk_json_parse_object(apr_pool_t *p, const char *text, apr_size_t len)
 {
-    cJSON *json = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *json = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 
     if (json == NULL) {
         return NULL;
     }
     apr_pool_cleanup_register(p, json, cleanup_cjson, apr_pool_cleanup_null);
-    if (!cJSON_IsObject(json)) {
+
+    /* cJSON stops after the first value: anything but whitespace after it means the
+     * text is not one JSON object (RFC 7519, section 7.2, step 10). */
+    while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\r'
+                                || *end == '\n')) {
+        end++;
+    }
+    if (end != text + len || !cJSON_IsObject(json)) {
         return NULL;
     }
     return json;

@@ -6,21 +6,28 @@
 #include <string.h>
 
 #include <apr_strings.h>
+#include <apr_uri.h>
 
 #include "sk_jose.h"
 #include "sk_oidc.h"
 
-static int is_http_url(const char *url)
+/* Accepts an absolute http(s) URL with a host and no userinfo or fragment. */
+static int is_http_url(apr_pool_t *p, const char *url)
 {
+    apr_uri_t uri;
+
     return url != NULL
-           && (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0);
+           && (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0)
+           && apr_uri_parse(p, url, &uri) == APR_SUCCESS
+           && uri.hostname != NULL && uri.hostname[0] != '\0'
+           && uri.user == NULL && uri.fragment == NULL;
 }
 
 static const char *optional_url(apr_pool_t *p, const cJSON *doc, const char *name)
 {
     const char *url = sk_json_string(doc, name);
 
-    return is_http_url(url) ? apr_pstrdup(p, url) : NULL;
+    return is_http_url(p, url) ? apr_pstrdup(p, url) : NULL;
 }
 
 apr_status_t sk_discovery_parse(apr_pool_t *p, const char *json, apr_size_t len,
@@ -98,7 +105,16 @@ apr_status_t sk_token_response_parse(apr_pool_t *p, const char *json, apr_size_t
     tr->token_type = sk_json_string(doc, "token_type");
     tr->refresh_token = sk_json_string(doc, "refresh_token");
     expires = cJSON_GetObjectItemCaseSensitive(doc, "expires_in");
-    tr->expires_in = cJSON_IsNumber(expires) ? (long)expires->valuedouble : -1;
+    tr->expires_in = -1;
+    if (expires != NULL) {
+        /* Ten years bounds the value well inside a long and rejects nonsense. */
+        if (!cJSON_IsNumber(expires) || !isfinite(expires->valuedouble)
+            || expires->valuedouble < 0 || expires->valuedouble > 315360000.0) {
+            *err = "token response has an invalid expires_in";
+            return SK_EINVAL;
+        }
+        tr->expires_in = (long)expires->valuedouble;
+    }
 
     if (tr->id_token == NULL || tr->id_token[0] == '\0') {
         *err = "token response has no id_token";

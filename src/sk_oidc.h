@@ -39,9 +39,10 @@ typedef struct {
 } sk_token_response_t;
 
 /*
- * Parses a token endpoint response body. An "error" member, a missing id_token or a body
- * that is not a JSON object gives SK_EINVAL with *err naming the problem (the provider's
- * error code is included, its description is not).
+ * Parses a token endpoint response body. An "error" member, a missing or empty
+ * id_token, a token_type other than Bearer, an expires_in that is not a number from 0
+ * to ten years, or a body that is not one JSON object gives SK_EINVAL with *err naming
+ * the problem (the provider's error code is included, its description is not).
  */
 apr_status_t sk_token_response_parse(apr_pool_t *p, const char *json, apr_size_t len,
                                      sk_token_response_t **response, const char **err);
@@ -50,7 +51,7 @@ apr_status_t sk_token_response_parse(apr_pool_t *p, const char *json, apr_size_t
 typedef struct {
     const char *issuer;
     const char *client_id;
-    const char *nonce;         /* the nonce sent in the authorization request */
+    const char *nonce;         /* the nonce sent, or NULL to skip the nonce check */
     apr_time_t now;
     long clock_skew;           /* seconds allowed on exp, iat and nbf */
 } sk_idtoken_expect_t;
@@ -59,7 +60,8 @@ typedef struct {
  * Validates the claims of an ID token whose signature was already verified: exact iss,
  * aud containing the client id, azp equal to the client id when present or when aud has
  * several values, exp in the future and iat and nbf not in the future (each within the
- * clock skew), nonce equal to the one sent, and a non-empty string sub.
+ * clock skew; exp and iat are required), nonce equal to the one sent, and a
+ * non-empty string sub.
  * Returns APR_SUCCESS or SK_EINVAL with *err naming the failed rule.
  */
 apr_status_t sk_idtoken_validate(const cJSON *claims, const sk_idtoken_expect_t *expect,
