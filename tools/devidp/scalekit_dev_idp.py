@@ -28,6 +28,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -909,6 +910,7 @@ class DevIdpHandler(BaseHTTPRequestHandler):
                 "POST": self.post_misbehave,
             },
             "/_dev/rotate-keys": {"POST": self.post_rotate_keys},
+            "/_dev/idp-initiated": {"POST": self.post_idp_initiated},
         }
         return self.dispatch(routes, path)
 
@@ -1410,6 +1412,38 @@ class DevIdpHandler(BaseHTTPRequestHandler):
             raise RequestError(f"the request body is not valid JSON: {error}") from None
         return json_response(200, self.state.merge_misbehaviour(changes))
 
+    def post_idp_initiated(self):
+        """Mint the JWT that Scalekit sends as ?idp_initiated_login= to start a login.
+
+        The JSON body may set connection_id, organization_id, login_hint and
+        relay_state, and "expired": true or "bad_signature": true to get a token the
+        relying party must reject.
+        """
+        try:
+            options = json.loads(self.body or b"{}")
+        except ValueError as error:
+            raise RequestError(f"the request body is not valid JSON: {error}") from None
+        if not isinstance(options, dict):
+            raise RequestError("the request body must be a JSON object")
+        now = int(time.time())
+        claims = {
+            "iss": self.state.config.issuer,
+            "aud": [self.state.config.client_id],
+            "iat": now,
+            "exp": now - 600 if options.get("expired") else now + 300,
+        }
+        for name in ("connection_id", "organization_id", "login_hint", "relay_state"):
+            if isinstance(options.get(name), str):
+                claims[name] = options[name]
+        key = (
+            self.state.get_stray_key()
+            if options.get("bad_signature")
+            else self.state.current_signing_key()
+        )
+        header = {"alg": "RS256", "kid": self.state.current_signing_key().kid, "typ": "JWT"}
+        token = encode_jwt(header, claims, key.sign_rs256)
+        return json_response(200, {"idp_initiated_login": token})
+
     def post_rotate_keys(self):
         kid = self.state.rotate_keys()
         logger.info("rotated signing key, new kid %s", kid)
@@ -1452,6 +1486,11 @@ def parse_arguments(argv):
         "Without any, every http(s) URI on 127.0.0.1 or localhost is accepted.",
     )
     parser.add_argument(
+        "--tls-cert",
+        help="PEM certificate (chain) to serve https instead of http",
+    )
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument(
         "--token-lifetime",
         type=int,
         default=300,
@@ -1471,6 +1510,8 @@ def parse_arguments(argv):
         parser.error(
             f"--host {args.host!r} is not a loopback address; use 127.0.0.1 or ::1"
         )
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     if not args.client_id:
         parser.error("--client-id must not be empty")
     if not args.client_secret:
@@ -1493,10 +1534,10 @@ def parse_arguments(argv):
     return args
 
 
-def format_http_origin(host, port):
+def format_http_origin(host, port, scheme="http"):
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def make_server(args):
@@ -1506,8 +1547,14 @@ def make_server(args):
         "DevIdpServer", (ThreadingHTTPServer,), {"address_family": address_family}
     )
     server = server_class((args.host, args.port), DevIdpHandler)
+    scheme = "http"
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     port = server.server_address[1]
-    origin = format_http_origin(args.host, port)
+    origin = format_http_origin(args.host, port, scheme)
     if args.issuer is None:
         args.issuer = origin
     DevIdpHandler.state = ProviderState(args)
