@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . tools/common.sh
 
 install_packages "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" \
-    check python3-pytest python3-requests
+    check python3-pytest python3-requests memcached redis-server wrk openssl
 
 build_module
 
@@ -59,6 +59,30 @@ fi
 
 passed=$((unit_passed + int_passed))
 failed=$((unit_failed + int_failed))
-echo "unit: $unit_passed passed, $unit_failed failed; integration: $int_passed passed, $int_failed failed, $int_skipped skipped"
+summary="unit: $unit_passed passed, $unit_failed failed; integration: $int_passed passed, $int_failed failed, $int_skipped skipped"
+
+# Further stages (fuzz corpus replay, sanitizer build, Debian package, browser): each
+# script installs what it needs and ends with a line "NAME: N passed, N failed".
+for stage in tests/stages/*.sh; do
+    [ -e "$stage" ] || continue
+    name=$(basename "$stage" .sh)
+    echo "== $name"
+    stage_status=0
+    bash "$stage" 2>&1 | tee "$results/$name.log" || stage_status=$?
+    stage_line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$results/$name.log" | tail -n 1 || true)
+    stage_passed=$(sed -nE 's/.*: ([0-9]+) passed.*/\1/p' <<<"$stage_line")
+    stage_failed=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$stage_line")
+    stage_passed=${stage_passed:-0}
+    stage_failed=${stage_failed:-0}
+    if [ -z "$stage_line" ] || { [ "$stage_status" -ne 0 ] && [ "$stage_failed" -eq 0 ]; }; then
+        echo "error: stage $name exited with $stage_status without a result line" >&2
+        stage_failed=$((stage_failed + 1))
+    fi
+    passed=$((passed + stage_passed))
+    failed=$((failed + stage_failed))
+    summary="$summary; $name: $stage_passed passed, $stage_failed failed"
+done
+
+echo "$summary"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -268,6 +268,17 @@ class SiteConfig:
         self.port = port or free_port()
         self.session_secret = session_secret or secrets.token_urlsafe(36)
         self.module = module_path()
+        # MPM and process settings; tests that need more children replace them.
+        self.mpm_settings = (
+            "StartServers 2\nMinSpareServers 2\nMaxSpareServers 4\n"
+            "MaxRequestWorkers 16"
+        )
+        # (module name, file in /usr/lib/apache2/modules) loaded before the module.
+        self.extra_modules = []
+        # Server-wide directives added after the Scalekit client settings.
+        self.extra_server_config = ""
+        # Text appended at the end of httpd.conf (more <Directory> blocks, ...).
+        self.extra_config = ""
 
 
 def make_tree(prefix):
@@ -343,6 +354,8 @@ def render_load_modules(site):
             lines.append(f"<IfModule !{name}>\n    {load}\n</IfModule>")
         else:
             lines.append(load)
+    for name, filename in site.extra_modules:
+        lines.append(f'LoadModule {name} "{APACHE_MODULES / filename}"')
     lines.append(f'LoadModule auth_scalekit_module "{site.module}"')
     return "\n".join(lines)
 
@@ -359,10 +372,7 @@ ServerName 127.0.0.1:{site.port}
 
 User www-data
 Group www-data
-StartServers 2
-MinSpareServers 2
-MaxSpareServers 4
-MaxRequestWorkers 16
+{site.mpm_settings}
 Timeout 30
 
 TypesConfig "{root}/conf/mime.types"
@@ -379,6 +389,7 @@ ScalekitClientID {CLIENT_ID}
 ScalekitClientSecret "file:{root}/conf/client_secret"
 ScalekitSessionSecret "{site.session_secret}"
 ScalekitSSLVerify Off
+{site.extra_server_config}
 
 DocumentRoot "{root}/htdocs"
 
@@ -412,6 +423,7 @@ DocumentRoot "{root}/htdocs"
     Options +ExecCGI
     AddHandler cgi-script .cgi
 </Directory>
+{site.extra_config}
 """
 
 
