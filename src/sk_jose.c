@@ -1,6 +1,7 @@
 /*
  * base64url, JWK sets and RS256 JWS verification with OpenSSL 3 EVP.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -118,6 +119,36 @@ static apr_status_t cleanup_cjson(void *data)
     return APR_SUCCESS;
 }
 
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Returns whether an object names a member twice. RFC 7515, section 5.2, lets a
+ * parser reject such a JOSE header or payload, and cJSON would silently take the
+ * first, while another reader might take the last. */
+static int has_duplicate_names(apr_pool_t *p, const cJSON *object)
+{
+    int count = cJSON_GetArraySize(object), i = 0;
+    const char **names;
+    const cJSON *item;
+
+    if (count < 2) {
+        return 0;
+    }
+    names = apr_palloc(p, sizeof(*names) * (apr_size_t)count);
+    cJSON_ArrayForEach(item, object) {
+        names[i++] = item->string;
+    }
+    qsort(names, (size_t)count, sizeof(*names), compare_names);
+    for (i = 1; i < count; i++) {
+        if (strcmp(names[i - 1], names[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 cJSON *sk_json_parse_object(apr_pool_t *p, const char *text, apr_size_t len)
 {
     const char *end = NULL;
@@ -134,7 +165,7 @@ cJSON *sk_json_parse_object(apr_pool_t *p, const char *text, apr_size_t len)
                                 || *end == '\n')) {
         end++;
     }
-    if (end != text + len || !cJSON_IsObject(json)) {
+    if (end != text + len || !cJSON_IsObject(json) || has_duplicate_names(p, json)) {
         return NULL;
     }
     return json;

@@ -71,7 +71,8 @@ apr_status_t sk_jwt_verify(apr_pool_t *p, const char *token,
 
 /*
  * Parses a JSON text into a tree released with the pool. Returns NULL when the text
- * is not valid JSON or is not an object.
+ * is not exactly one JSON object (trailing whitespace aside) or when the object names
+ * a member twice.
  */
 cJSON *sk_json_parse_object(apr_pool_t *p, const char *text, apr_size_t len);
 

@@ -215,6 +215,11 @@ apr_status_t sk_idtoken_validate(const cJSON *claims, const sk_idtoken_expect_t 
         *err = "ID token expired";
         return SK_EINVAL;
     }
+    if (exp > now + SK_IDTOKEN_MAX_LIFETIME) {
+        *err = "ID token exp is more than a year ahead (milliseconds instead of "
+               "seconds?)";
+        return SK_EINVAL;
+    }
 
     if (numeric_date(claims, "iat", &iat) != 1) {
         *err = "ID token iat is missing or not a number";

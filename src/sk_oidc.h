@@ -47,6 +47,10 @@ typedef struct {
 apr_status_t sk_token_response_parse(apr_pool_t *p, const char *json, apr_size_t len,
                                      sk_token_response_t **response, const char **err);
 
+/* Latest exp accepted, in seconds from now: ID tokens live minutes, so a later exp
+ * is a mistake such as milliseconds instead of seconds. */
+#define SK_IDTOKEN_MAX_LIFETIME (366 * 86400)
+
 /* What an ID token must match. */
 typedef struct {
     const char *issuer;
@@ -59,8 +63,8 @@ typedef struct {
 /*
  * Validates the claims of an ID token whose signature was already verified: exact iss,
  * aud containing the client id, azp equal to the client id when present or when aud has
- * several values, exp in the future and iat and nbf not in the future (each within the
- * clock skew; exp and iat are required), nonce equal to the one sent, and a
+ * several values, exp in the future but within SK_IDTOKEN_MAX_LIFETIME, and iat and
+ * nbf not in the future (each within the clock skew; exp and iat are required), nonce equal to the one sent, and a
  * non-empty string sub.
  * Returns APR_SUCCESS or SK_EINVAL with *err naming the failed rule.
  */

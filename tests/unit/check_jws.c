@@ -885,6 +885,19 @@ START_TEST(json_parse_object)
 }
 END_TEST
 
+/* A member named twice could be read differently by two parsers. */
+START_TEST(json_duplicate_names)
+{
+    const char *twice = "{\"sub\":\"a\",\"exp\":1,\"sub\":\"b\"}";
+    const char *nested = "{\"a\":{\"x\":1},\"b\":{\"x\":2}}";
+
+    ck_assert_msg(sk_json_parse_object(unit_pool, twice, strlen(twice)) == NULL,
+                  "'%s' with sub twice was accepted", twice);
+    ck_assert_msg(sk_json_parse_object(unit_pool, nested, strlen(nested)) != NULL,
+                  "'%s' was rejected although no object repeats a name", nested);
+}
+END_TEST
+
 /* Only len bytes are parsed, and text after the object is not JSON. */
 START_TEST(json_length)
 {
@@ -946,6 +959,7 @@ Suite *jws_suite(void)
     tcase_add_loop_test(jwks, jwks_not_a_set, 0, 7);
     tcase_add_test(jwks, json_parse_object);
     tcase_add_test(jwks, json_length);
+    tcase_add_test(jwks, json_duplicate_names);
     suite_add_tcase(s, jwks);
 
     return s;

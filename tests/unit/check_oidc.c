@@ -431,6 +431,9 @@ static const struct claims_case claims_cases[] = {
     { "sub empty", { { "sub", "\"\"" } }, 0 },
     { "sub number", { { "sub", "42" } }, 0 },
     { "sub null", { { "sub", "null" } }, 0 },
+    { "exp in milliseconds", { { "exp", "1733333633000" } }, 0 },
+    { "exp beyond 2038", { { "exp", "4102444800" } }, 0 },
+    { "exp one year ahead", { { "exp", "now+31536000" } }, 1 },
 };
 
 #define CLAIMS_COUNT ((int)(sizeof(claims_cases) / sizeof(claims_cases[0])))
