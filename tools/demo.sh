@@ -74,10 +74,15 @@ sed -e "s|@DEMO_DIR@|$demo_dir|g" -e "s|@PORT@|$port|g" \
     conf/demo/httpd.conf.in > "$demo_dir/httpd.conf"
 
 stop() {
+    trap - EXIT
+    if [ -f "$demo_dir/httpd.pid" ]; then
+        /usr/sbin/apache2 -f "$demo_dir/httpd.conf" -k stop >/dev/null 2>&1 || true
+    fi
     [ -n "$idp_pid" ] && kill "$idp_pid" 2>/dev/null
     echo "Demo stopped. Logs are in $demo_dir."
 }
 trap stop EXIT
+trap 'exit 130' INT TERM
 
 /usr/sbin/apache2 -t -f "$demo_dir/httpd.conf"
 cat <<TEXT
@@ -89,4 +94,6 @@ mod_auth_scalekit demo is running.
 Press Ctrl-C to stop.
 
 TEXT
-/usr/sbin/apache2 -f "$demo_dir/httpd.conf" -DFOREGROUND
+# In the background, so that Ctrl-C reaches this script, which then stops httpd.
+/usr/sbin/apache2 -f "$demo_dir/httpd.conf" -DFOREGROUND &
+wait $!
