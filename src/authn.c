@@ -179,8 +179,7 @@ int sk_start_login(request_rec *r, sk_server_config_t *sc, const sk_login_t *log
     return HTTP_MOVED_TEMPORARILY;
 }
 
-/* Accepts a visitor-supplied login hint only when it looks like an email address. */
-static const char *checked_login_hint(const char *hint)
+const char *sk_checked_login_hint(const char *hint)
 {
     const char *c, *at = NULL;
 
@@ -211,7 +210,7 @@ void sk_login_from_dir(request_rec *r, const sk_dir_config_t *dc, sk_login_t *lo
         login->required_org = dc->organization_id;
     }
     if (dc->allow_login_hint == 1) {
-        const char *hint = checked_login_hint(sk_query_param(r, "login_hint"));
+        const char *hint = sk_checked_login_hint(sk_query_param(r, "login_hint"));
 
         if (hint != NULL) {
             login->login_hint = hint;
@@ -414,8 +413,12 @@ int sk_fixups(request_rec *r)
     if (ap_get_module_config(r->request_config, &auth_scalekit_module) != NULL) {
         return DECLINED;
     }
-    if (session == NULL && sk_session_load(r, sc, &session) != APR_SUCCESS) {
-        return DECLINED;
+    if (session == NULL) {
+        if (sk_session_load(r, sc, &session) != APR_SUCCESS) {
+            return DECLINED;
+        }
+        /* A request that reaches a page counts as activity, with or without Require. */
+        sk_session_touch(r, sc, session);
     }
     accept_session(r, dc, session);
     return DECLINED;

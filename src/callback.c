@@ -443,7 +443,7 @@ static int handle_callback(request_rec *r, sk_server_config_t *sc)
                              "Please try again in a few minutes.");
     }
 
-    target = sk_safe_target(r, sc, attempt.url);
+    target = sk_local_target(r, attempt.url);
     if (target == NULL) {
         target = "/";
     }

@@ -9,6 +9,8 @@
 #include <apr_uri.h>
 
 #include <http_core.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 
 #include "mod_auth_scalekit.h"
 
@@ -181,11 +183,21 @@ static const char *resolve_secret(cmd_parms *cmd, const char *arg,
             return apr_psprintf(cmd->pool, "%s: \"%s\" is larger than %d bytes",
                                 name, path, SK_SECRET_FILE_MAX);
         }
-        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) {
+        /* The secret is the first line, so an editor's final newline is harmless. */
+        if (memchr(buf, '\n', len) != NULL) {
+            len = (apr_size_t)((char *)memchr(buf, '\n', len) - buf);
+        }
+        if (len > 0 && buf[len - 1] == '\r') {
             len--;
         }
+        if (memchr(buf, '\0', len) != NULL) {
+            memset(buf, 0, sizeof(buf));
+            return apr_psprintf(cmd->pool, "%s: the first line of \"%s\" contains a "
+                                "NUL byte", name, path);
+        }
         if (len == 0) {
-            return apr_psprintf(cmd->pool, "%s: \"%s\" is empty", name, path);
+            return apr_psprintf(cmd->pool, "%s: the first line of \"%s\" is empty",
+                                name, path);
         }
         *secret = apr_pstrmemdup(cmd->pool, buf, len);
         memset(buf, 0, sizeof(buf));
@@ -199,14 +211,41 @@ static const char *resolve_secret(cmd_parms *cmd, const char *arg,
     return NULL;
 }
 
+/* Returns whether text is a decimal TCP port from 1 to 65535. */
+static int is_port(const char *text)
+{
+    char *end;
+    apr_int64_t port;
+
+    if (text == NULL || !apr_isdigit(text[0])) {
+        return 0;
+    }
+    port = apr_strtoi64(text, &end, 10);
+    return *end == '\0' && port >= 1 && port <= 65535;
+}
+
+/*
+ * Parses an absolute URL of any scheme with a host, an optional valid port, and no
+ * userinfo, query or fragment. Returns 0 when arg is anything else.
+ */
+static int parse_url(cmd_parms *cmd, const char *arg, apr_uri_t *uri)
+{
+    return check_token(cmd, arg) == NULL
+           && apr_uri_parse(cmd->pool, arg, uri) == APR_SUCCESS
+           && uri->scheme != NULL
+           && strncmp(arg + strlen(uri->scheme), "://", 3) == 0
+           && uri->hostname != NULL && uri->hostname[0] != '\0'
+           && (uri->port_str == NULL || is_port(uri->port_str))
+           && uri->user == NULL && uri->password == NULL
+           && uri->query == NULL && uri->fragment == NULL;
+}
+
 static const char *set_issuer(cmd_parms *cmd, void *dconf, const char *arg)
 {
     sk_server_config_t *sc = server_config(cmd);
     apr_uri_t uri;
 
-    if (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || uri.scheme == NULL
-        || uri.hostname == NULL || uri.query != NULL || uri.fragment != NULL
-        || uri.user != NULL || check_token(cmd, arg) != NULL) {
+    if (!parse_url(cmd, arg, &uri)) {
         return apr_psprintf(cmd->pool, "%s: \"%s\" is not an absolute URL without "
                             "query or fragment, such as https://example.scalekit.dev",
                             cmd->cmd->name, arg);
@@ -259,7 +298,8 @@ static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg
     sk_server_config_t *sc = server_config(cmd);
     const char *invalid = apr_psprintf(cmd->pool, "%s: \"%s\" is not a path such as "
                                        "/scalekit/callback or an absolute http(s) "
-                                       "URL without query or fragment",
+                                       "URL with a host and a path, without "
+                                       "userinfo, query or fragment",
                                        cmd->cmd->name, arg);
     apr_uri_t uri;
 
@@ -275,9 +315,10 @@ static const char *set_redirect_uri(cmd_parms *cmd, void *dconf, const char *arg
         sc->redirect_path = arg;
         return NULL;
     }
-    if (apr_uri_parse(cmd->pool, arg, &uri) != APR_SUCCESS || uri.scheme == NULL
-        || (strcasecmp(uri.scheme, "https") != 0 && strcasecmp(uri.scheme, "http") != 0)
-        || uri.hostname == NULL || uri.path == NULL || uri.path[0] != '/') {
+    if (!parse_url(cmd, arg, &uri) || uri.path == NULL || uri.path[0] != '/'
+        || uri.path[1] == '/'
+        || (strcasecmp(uri.scheme, "https") != 0
+            && strcasecmp(uri.scheme, "http") != 0)) {
         return invalid;
     }
     sc->redirect_uri = arg;
@@ -326,17 +367,32 @@ static const char *set_login_uri(cmd_parms *cmd, void *dconf, const char *arg)
 static const char *add_allowed_host(cmd_parms *cmd, void *dconf, const char *arg)
 {
     sk_server_config_t *sc = server_config(cmd);
-    const char *c;
+    const char *host_end, *c;
+    int valid = 1;
 
-    for (c = arg; *c; c++) {
-        if (!apr_isalnum(*c) && *c != '.' && *c != '-' && *c != ':' && *c != '['
-            && *c != ']') {
-            return apr_psprintf(cmd->pool, "%s: \"%s\" is not a host name or "
-                                "host:port", cmd->cmd->name, arg);
+    /* host, host:port, [IPv6] or [IPv6]:port */
+    if (arg[0] == '[') {
+        host_end = strchr(arg, ']');
+        valid = host_end != NULL && host_end > arg + 1;
+        for (c = arg + 1; valid && c < host_end; c++) {
+            valid = apr_isxdigit(*c) || *c == ':' || *c == '.';
+        }
+        host_end = host_end ? host_end + 1 : arg;
+    }
+    else {
+        host_end = arg + strcspn(arg, ":");
+        valid = host_end > arg;
+        for (c = arg; valid && c < host_end; c++) {
+            valid = apr_isalnum(*c) || *c == '.' || *c == '-';
         }
     }
-    if (arg[0] == '\0') {
-        return apr_psprintf(cmd->pool, "%s: the value is empty", cmd->cmd->name);
+    if (valid && *host_end != '\0') {
+        valid = *host_end == ':' && is_port(host_end + 1);
+    }
+    if (!valid) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not a host name, host:port, "
+                            "[IPv6 address] or [IPv6 address]:port",
+                            cmd->cmd->name, arg);
     }
     if (sc->allowed_hosts == NULL) {
         sc->allowed_hosts = apr_array_make(cmd->pool, 4, sizeof(const char *));
@@ -560,6 +616,11 @@ static const char *set_cookie_name(cmd_parms *cmd, void *dconf, const char *arg)
         return apr_psprintf(cmd->pool, "%s: \"%s\" is not a cookie name of 1 to 64 "
                             "letters, digits, '_' or '-'", cmd->cmd->name, arg);
     }
+    if (strncmp(arg, SK_STATE_COOKIE_PREFIX, strlen(SK_STATE_COOKIE_PREFIX)) == 0) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" starts with %s, the prefix of the "
+                            "cookies of logins in progress", cmd->cmd->name, arg,
+                            SK_STATE_COOKIE_PREFIX);
+    }
     server_config(cmd)->cookie_name = arg;
     return NULL;
 }
@@ -569,12 +630,28 @@ static const char *set_ca_file(cmd_parms *cmd, void *dconf, const char *arg)
     const char *path = ap_server_root_relative(cmd->pool, arg);
     apr_finfo_t finfo;
 
+    BIO *bio;
+    X509 *cert = NULL;
+
     if (path == NULL
         || apr_stat(&finfo, path, APR_FINFO_TYPE, cmd->temp_pool) != APR_SUCCESS
         || finfo.filetype != APR_REG) {
         return apr_psprintf(cmd->pool, "%s: \"%s\" is not a readable file",
                             cmd->cmd->name, arg);
     }
+
+    /* A file without a certificate would pass here and fail every login later. */
+    bio = BIO_new_file(path, "r");
+    if (bio != NULL) {
+        cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        BIO_free(bio);
+    }
+    ERR_clear_error();
+    if (cert == NULL) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" contains no PEM certificate",
+                            cmd->cmd->name, arg);
+    }
+    X509_free(cert);
     server_config(cmd)->ca_file = path;
     return NULL;
 }
@@ -592,6 +669,16 @@ static const char *set_dir_token(cmd_parms *cmd, void *dconf, const char *arg)
         *(const char **)((char *)dconf + (apr_size_t)cmd->info) = arg;
     }
     return err;
+}
+
+static const char *set_login_hint(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    if (sk_checked_login_hint(arg) == NULL) {
+        return apr_psprintf(cmd->pool, "%s: \"%s\" is not an email address",
+                            cmd->cmd->name, arg);
+    }
+    ((sk_dir_config_t *)dconf)->login_hint = arg;
+    return NULL;
 }
 
 const command_rec sk_directives[] = {
@@ -668,9 +755,8 @@ const command_rec sk_directives[] = {
     AP_INIT_TAKE1("ScalekitDomain", set_dir_token,
                   (void *)APR_OFFSETOF(sk_dir_config_t, domain),
                   OR_AUTHCFG, "Email domain whose organization logs in"),
-    AP_INIT_TAKE1("ScalekitLoginHint", set_dir_token,
-                  (void *)APR_OFFSETOF(sk_dir_config_t, login_hint),
-                  OR_AUTHCFG, "Email address sent as login_hint"),
+    AP_INIT_TAKE1("ScalekitLoginHint", set_login_hint, NULL, OR_AUTHCFG,
+                  "Email address sent as login_hint"),
     { NULL }
 };
 
@@ -770,6 +856,19 @@ apr_status_t sk_config_finish(apr_pool_t *p, server_rec *s, sk_server_config_t *
     }
     if (sc->session_store == SK_SESSION_STORE_UNSET) {
         sc->session_store = SK_SESSION_STORE_COOKIE;
+    }
+
+    /* The quick handler serves these paths in a fixed order: a shared path would
+     * silently hide one endpoint. */
+    if (strcmp(sc->redirect_path, sc->logout_path) == 0
+        || strcmp(sc->redirect_path, sc->login_path) == 0
+        || strcmp(sc->login_path, sc->logout_path) == 0) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "ScalekitRedirectURI (%s), "
+                     "ScalekitLoginURI (%s) and ScalekitLogoutURI (%s) of server %s "
+                     "must be three different paths", sc->redirect_path,
+                     sc->login_path, sc->logout_path,
+                     s->server_hostname ? s->server_hostname : "(unnamed)");
+        return APR_EINVAL;
     }
 
     /* Separate keys for the two cookie kinds, derived once here and not per request. */

@@ -53,7 +53,7 @@ int sk_handle_login(request_rec *r, sk_server_config_t *sc)
     }
 
     if (return_to != NULL) {
-        target = sk_safe_target(r, sc, return_to);
+        target = sk_local_target(r, return_to);
         if (target == NULL) {
             ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "login: return_to \"%s\" "
                           "is not on this server; rejected",
@@ -160,7 +160,7 @@ int sk_handle_idp_initiated(request_rec *r, sk_server_config_t *sc,
     login.organization_id = routing_claim(r, jwt->payload, "organization_id");
     login.login_hint = routing_claim(r, jwt->payload, "login_hint");
     relay_state = sk_json_string(jwt->payload, "relay_state");
-    login.return_to = relay_state ? sk_safe_target(r, sc, relay_state) : NULL;
+    login.return_to = relay_state ? sk_local_target(r, relay_state) : NULL;
     if (relay_state != NULL && login.return_to == NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "IdP-initiated login: "
                       "relay_state \"%s\" is not on this server; returning to /",

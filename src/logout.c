@@ -35,7 +35,12 @@ const char *sk_origin(request_rec *r)
     return url;
 }
 
-/* Checks a target from the request against this server and the allowed hosts. */
+const char *sk_local_target(request_rec *r, const char *target)
+{
+    return sk_url_check_target(r->pool, target, sk_origin(r), NULL);
+}
+
+/* Checks a logout target against this server and ScalekitLogoutRedirectAllowed. */
 const char *sk_safe_target(request_rec *r, const sk_server_config_t *sc,
                            const char *target)
 {

@@ -229,6 +229,10 @@ apr_status_t sk_session_end(request_rec *r, sk_server_config_t *sc,
 /* authn.c */
 int sk_check_authn(request_rec *r);
 int sk_fixups(request_rec *r);
+/* Returns hint when it looks like an email address (text on both sides of an '@',
+ * no spaces, quotes or
+ * control characters, at most 256 bytes), else NULL. */
+const char *sk_checked_login_hint(const char *hint);
 int sk_start_login(request_rec *r, sk_server_config_t *sc, const sk_login_t *login);
 void sk_login_from_dir(request_rec *r, const sk_dir_config_t *dc, sk_login_t *login);
 sk_session_t *sk_request_session(request_rec *r);
@@ -252,6 +256,10 @@ const char *sk_redirect_uri(request_rec *r, const sk_server_config_t *sc);
 /* logout.c */
 const char *sk_query_param(request_rec *r, const char *name);
 const char *sk_origin(request_rec *r);
+/* Returns target when it is a local path or a URL of this server, else NULL. */
+const char *sk_local_target(request_rec *r, const char *target);
+/* Returns target when sk_local_target accepts it or its host is listed in
+ * ScalekitLogoutRedirectAllowed, else NULL. Only logout may leave the server. */
 const char *sk_safe_target(request_rec *r, const sk_server_config_t *sc,
                            const char *target);
 int sk_handle_logout(request_rec *r, sk_server_config_t *sc);

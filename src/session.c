@@ -17,6 +17,13 @@
 /* Bytes of sealed text per cookie: browsers keep at least 4096 per cookie including
  * the name and attributes (RFC 6265, section 6.1). */
 #define CHUNK_SIZE 3800
+
+/* Most sealed bytes written for one session. The browser sends all cookies in one
+ * Cookie header, which httpd's default LimitRequestFieldSize caps at 8190 bytes, so a
+ * larger session would lock the visitor out of every page, logout included. */
+#define MAX_SESSION_BYTES 7000
+
+/* Most chunks read back: bounds the work a forged "chunks:N" can cause. */
 #define MAX_CHUNKS 8
 #define CHUNKS_PREFIX "chunks:"
 
@@ -299,11 +306,12 @@ static apr_status_t write_cookie(request_rec *r, sk_server_config_t *sc,
     int chunks = len <= CHUNK_SIZE ? 0 : (int)((len + CHUNK_SIZE - 1) / CHUNK_SIZE);
     int i;
 
-    if (chunks > MAX_CHUNKS) {
+    if (len > MAX_SESSION_BYTES) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "the session is %" APR_SIZE_T_FMT
-                      " bytes sealed, more than %d cookies of %d bytes can carry; "
-                      "the ID token has too many or too large claims (consider "
-                      "ScalekitSessionStore cache)", len, MAX_CHUNKS, CHUNK_SIZE);
+                      " bytes sealed, more than the %d bytes that fit in the Cookie "
+                      "header under httpd's default LimitRequestFieldSize; the ID "
+                      "token has too many or too large claims, so use "
+                      "ScalekitSessionStore cache", len, MAX_SESSION_BYTES);
         return APR_ENOSPC;
     }
 
