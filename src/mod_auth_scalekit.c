@@ -128,7 +128,9 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     &sk_globals.provider_cache) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (cache_sessions
+    /* Also for cookie sessions when configured: ended sessions are then remembered
+     * where every host behind a load balancer sees them. */
+    if ((cache_sessions || sk_globals.session_cache_spec != NULL)
         && setup_cache(pconf, ptemp, s, sk_globals.session_cache_spec,
                        "auth_scalekit_sessions", SK_DEFAULT_SESSION_CACHE_SIZE,
                        SK_MUTEX_SESSION_CACHE, "ScalekitSessionCache", 1024,
@@ -140,9 +142,10 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                  "server(s), provider cache %s%s%s", SK_MODULE_VERSION, clients,
                  sk_globals.provider_cache_spec ? sk_globals.provider_cache_spec
                                                 : "shmcb",
-                 cache_sessions ? ", session cache " : "",
-                 cache_sessions ? (sk_globals.session_cache_spec
-                                   ? sk_globals.session_cache_spec : "shmcb") : "");
+                 sk_globals.session_cache ? ", session cache " : "",
+                 sk_globals.session_cache ? (sk_globals.session_cache_spec
+                                             ? sk_globals.session_cache_spec
+                                             : "shmcb") : "");
     return OK;
 }
 

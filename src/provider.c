@@ -209,12 +209,19 @@ static apr_status_t validate_jwks(request_rec *r, sk_server_config_t *sc,
 apr_status_t sk_provider_metadata(request_rec *r, sk_server_config_t *sc,
                                   sk_provider_metadata_t **metadata)
 {
-    const char *url = apr_pstrcat(r->pool, sc->issuer,
-                                  "/.well-known/openid-configuration", NULL);
+    apr_size_t issuer_len = strlen(sc->issuer);
     const char *key = apr_pstrcat(r->pool, "discovery|", sc->issuer, NULL);
-    const char *text = NULL, *err = NULL;
+    const char *url, *text = NULL, *err = NULL;
     apr_size_t len = 0;
     apr_status_t rv;
+
+    /* OpenID Connect Discovery 1.0, section 4: a terminating "/" of the issuer is
+     * removed before the well-known path is appended. */
+    if (issuer_len > 0 && sc->issuer[issuer_len - 1] == '/') {
+        issuer_len--;
+    }
+    url = apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, sc->issuer, issuer_len),
+                      "/.well-known/openid-configuration", NULL);
 
     rv = get_doc(r, sc, "discovery document", key, url, validate_discovery,
                  apr_time_from_sec(sc->discovery_ttl), 0, &text, &len);

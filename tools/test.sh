@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . tools/common.sh
 
 install_packages "${BUILD_PACKAGES[@]}" "${RUNTIME_PACKAGES[@]}" \
-    check python3-pytest python3-requests memcached redis-server wrk openssl
+    check python3-pytest python3-requests memcached redis-server wrk openssl php8.2-fpm
 
 build_module
 
