@@ -146,11 +146,12 @@ static apr_status_t get_doc(request_rec *r, sk_server_config_t *sc, const char *
 
     apr_global_mutex_lock(sk_globals.fetch_mutex);
 
-    /* Another process may have fetched it while this one waited for the mutex. */
+    /* Another process may have fetched it while this one waited for the mutex. A
+     * forced fetch reuses only a copy fetched after it was requested, since any
+     * older copy may lack the key that caused the force. */
     cached = read_entry(r, key, &doc);
-    now = apr_time_now();
-    if (cached && (force ? now - doc.fetched < apr_time_from_sec(1)
-                         : now - doc.fetched < ttl)) {
+    if (cached && (force ? doc.fetched >= now
+                         : apr_time_now() - doc.fetched < ttl)) {
         apr_global_mutex_unlock(sk_globals.fetch_mutex);
         *text = doc.body;
         *len = doc.len;
