@@ -79,7 +79,7 @@ static void add_param(request_rec *r, apr_array_header_t *params, const char *na
  * pile up cookies. The state cookies are scoped to the callback path, so other
  * requests cannot see which slots are taken: two logins running at once share a slot
  * with a chance of 1 in SK_STATE_SLOTS, and then the older one fails with a state
- * mismatch page that asks to open the page again.
+ * mismatch page that tells the visitor to open the page again.
  */
 static int choose_state_slot(void)
 {
@@ -433,8 +433,8 @@ int sk_note_auth_failure(request_rec *r, const char *auth_type)
         return DECLINED;
     }
 
-    /* mod_authz_core calls this for a signed-in user it is about to answer with 401.
-     * A login would only come back to the same refusal, so the answer becomes 403. */
+    /* mod_authz_core calls this for a signed-in user it is about to reject with 401.
+     * A new login would only meet the same rule again, so the status becomes 403. */
     if (r->user != NULL) {
         apr_table_setn(r->notes, FORBIDDEN_NOTE, "1");
         sk_error_page(r, HTTP_UNAUTHORIZED, "Access denied",

@@ -3,7 +3,7 @@
  *
  * A provider that is not safe for concurrent use (AP_SOCACHE_FLAG_NOTMPSAFE, such as
  * shmcb) is serialised with a global mutex, so every process and thread of every MPM
- * sees one copy.
+ * uses one copy.
  */
 #include <apr_strings.h>
 #include <ap_provider.h>

@@ -39,8 +39,8 @@
 #define SK_DEFAULT_DISCOVERY_TTL 86400      /* seconds: 24 hours */
 #define SK_DEFAULT_JWKS_TTL 3600            /* seconds: 1 hour */
 
-/* Socache defaults: shmcb files in the runtime directory. The provider cache holds a
- * few documents; the session cache about 16,000 sessions of 1 KiB. */
+/* Socache defaults: shmcb files in the runtime directory. The provider cache contains
+ * a few documents; the session cache about 16,000 sessions of 1 KiB. */
 #define SK_DEFAULT_PROVIDER_CACHE_SIZE 2097152
 #define SK_DEFAULT_SESSION_CACHE_SIZE 16777216
 
@@ -129,7 +129,7 @@ typedef enum {
     SK_UNAUTH_PASS          /* the handler decides; claims exported when logged in */
 } sk_unauth_action_t;
 
-/* Where claims go (ScalekitPassClaimsAs): a bit mask. */
+/* Destinations of claims (ScalekitPassClaimsAs), as a bit mask. */
 #define SK_CLAIMS_ENV 1
 #define SK_CLAIMS_HEADERS 2
 

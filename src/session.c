@@ -138,8 +138,8 @@ static const char *ended_key(request_rec *r, const char *sid)
     return apr_pstrcat(r->pool, "ended|", sid, NULL);
 }
 
-/* The cache that remembers ended sessions: the session cache when there is one, so
- * that every host behind a load balancer sees a logout. */
+/* The cache that records ended sessions: the session cache when there is one, so
+ * that every host behind a load balancer rejects a session ended on another. */
 static sk_cache_t *ended_cache(void)
 {
     return sk_globals.session_cache ? sk_globals.session_cache
@@ -422,8 +422,8 @@ void sk_session_touch(request_rec *r, sk_server_config_t *sc, sk_session_t *sess
     apr_time_t now = apr_time_sec(apr_time_now());
     apr_time_t interval = sc->inactivity_timeout / 10;
 
-    /* Rewriting on every request would cost a Set-Cookie or a cache write each time;
-     * a tenth of the timeout keeps the error in the inactivity check under 10%. */
+    /* Rewriting on every request would cost a Set-Cookie or a cache write each time.
+     * Rewriting after a tenth of the timeout keeps the error of the check under 10%. */
     if (interval > 300) {
         interval = 300;
     }

@@ -7,7 +7,8 @@
 #include <apr_pools.h>
 #include <cJSON.h>
 
-/* Longest claim value exported, in bytes; longer values are cut at a UTF-8 boundary. */
+/* Maximum length of an exported claim value, in bytes. Longer values are cut at a
+ * UTF-8 character boundary. */
 #define SK_CLAIM_VALUE_MAX (16 * 1024)
 
 /*

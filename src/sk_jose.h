@@ -42,7 +42,7 @@ typedef struct sk_jwks_t sk_jwks_t;
  * Parses a JWK Set document. Keys that are not RSA, marked for another use than "sig",
  * marked for another algorithm than RS256, or shorter than SK_RSA_MIN_BITS are skipped,
  * so a set that mixes key types still works. Keys past the 32nd are ignored. Returns SK_EINVAL with *err set when the
- * document is not a JWK Set or holds no usable key.
+ * document is not a JWK Set or contains no usable key.
  */
 apr_status_t sk_jwks_parse(apr_pool_t *p, const char *json, apr_size_t len,
                            sk_jwks_t **jwks, const char **err);
@@ -60,8 +60,9 @@ typedef struct {
 
 /*
  * Verifies a compact JWS signed with RS256 by a key of the set and parses its payload.
- * The key is the one whose kid equals the header's kid; a header without kid is accepted
- * only when the set has exactly one key, and a kid that is not a string is rejected.
+ * The key is the one whose kid equals the header's kid. A header without kid is
+ * accepted only when the set has exactly one key, and a kid that is not a string is
+ * rejected.
  * "none", HMAC and every other algorithm are rejected, and so is a "crit" header. Returns APR_SUCCESS, SK_ENOKEY when no key has that kid (the caller may
  * refetch the set), SK_ETOOBIG, or SK_EINVAL; *err names the reason and never contains
  * token bytes.

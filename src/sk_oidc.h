@@ -39,10 +39,11 @@ typedef struct {
 } sk_token_response_t;
 
 /*
- * Parses a token endpoint response body. An "error" member, a missing or empty
- * id_token, a token_type other than Bearer, an expires_in that is not a number from 0
- * to ten years, or a body that is not one JSON object gives SK_EINVAL with *err naming
- * the problem (the provider's error code is included, its description is not).
+ * Parses a token endpoint response body. These give SK_EINVAL with *err naming the
+ * problem: an "error" member, a missing or empty id_token, a token_type other than
+ * Bearer, an expires_in that is not a number from 0 to ten years, or a body that is
+ * not one JSON object. *err includes the provider's error code but not its
+ * description.
  */
 apr_status_t sk_token_response_parse(apr_pool_t *p, const char *json, apr_size_t len,
                                      sk_token_response_t **response, const char **err);
@@ -61,11 +62,11 @@ typedef struct {
 } sk_idtoken_expect_t;
 
 /*
- * Validates the claims of an ID token whose signature was already verified: exact iss,
- * aud containing the client id, azp equal to the client id when present or when aud has
- * several values, exp in the future but within SK_IDTOKEN_MAX_LIFETIME, and iat and
- * nbf not in the future (each within the clock skew; exp and iat are required), nonce equal to the one sent, and a
- * non-empty string sub.
+ * Validates the claims of an ID token whose signature was already verified. The rules:
+ * exact iss; aud containing the client id; azp equal to the client id when present or
+ * when aud has several values; exp in the future but within SK_IDTOKEN_MAX_LIFETIME;
+ * iat and nbf not in the future (each time within the clock skew, and exp and iat
+ * required); nonce equal to the one sent; and a non-empty string sub.
  * Returns APR_SUCCESS or SK_EINVAL with *err naming the failed rule.
  */
 apr_status_t sk_idtoken_validate(const cJSON *claims, const sk_idtoken_expect_t *expect,

@@ -8,12 +8,13 @@
 #include <apr_pools.h>
 
 /*
- * Returns target when it is safe to redirect to, otherwise NULL. Safe means a local
- * path ("/..." but not "//..." or "/\...") or an absolute http(s) URL without userinfo
- * whose scheme, host and port equal origin ("https://host:port" of this server), or
- * whose host (or host:port) is listed in allowed_hosts (NULL-terminated, may be
- * NULL). Control characters, whitespace and backslashes are rejected anywhere, also
- * when percent-encoded, and so is an encoded "/" or "\" at the start of a path.
+ * Returns target when it is safe to redirect to, otherwise NULL. Two kinds are safe:
+ * a local path ("/..." but not "//..." or "/\..."), and an absolute http(s) URL
+ * without userinfo. The URL's scheme, host and port must equal origin
+ * ("https://host:port" of this server), or its host (or host:port) must be listed
+ * in allowed_hosts, a NULL-terminated array that may be NULL. Control characters,
+ * whitespace and backslashes are rejected anywhere, also when percent-encoded, and so
+ * is an encoded "/" at the start of a path.
  */
 const char *sk_url_check_target(apr_pool_t *p, const char *target, const char *origin,
                                 const char *const *allowed_hosts);
