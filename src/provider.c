@@ -17,6 +17,10 @@
 /* A JWKS refetch forced by an unknown kid happens at most once per this interval. */
 #define JWKS_FORCED_INTERVAL 60
 
+/* After a failed fetch, requests in this many seconds do not try again: during an
+ * outage each would otherwise wait for the fetch mutex and then for its own timeout. */
+#define FAILURE_BACKOFF 5
+
 typedef apr_status_t (*validate_fn)(request_rec *r, sk_server_config_t *sc,
                                     const char *text, apr_size_t len,
                                     const char **err);
@@ -132,6 +136,7 @@ static apr_status_t get_doc(request_rec *r, sk_server_config_t *sc, const char *
     sk_http_options_t options = http_options(sc);
     sk_http_response_t *resp = NULL;
     const char *err = NULL;
+    const char *failed_key = apr_pstrcat(r->pool, "failed|", key, NULL);
     cached_doc_t doc;
     int cached;
     apr_status_t rv;
@@ -143,8 +148,22 @@ static apr_status_t get_doc(request_rec *r, sk_server_config_t *sc, const char *
         *len = doc.len;
         return APR_SUCCESS;
     }
+    if (now - read_time(r, failed_key) < apr_time_from_sec(FAILURE_BACKOFF)) {
+        err = "the last fetch failed less than " APR_STRINGIFY(FAILURE_BACKOFF)
+              " seconds ago";
+        rv = APR_EAGAIN;
+        goto failed;
+    }
 
     apr_global_mutex_lock(sk_globals.fetch_mutex);
+
+    /* A fetch that failed while this request waited for the mutex stands for it. */
+    if (read_time(r, failed_key) >= now) {
+        apr_global_mutex_unlock(sk_globals.fetch_mutex);
+        err = "the fetch by a concurrent request just failed";
+        rv = APR_EAGAIN;
+        goto failed;
+    }
 
     /* Another process may have fetched it while this one waited for the mutex. A
      * forced fetch reuses only a copy fetched after it was requested, since any
@@ -171,6 +190,9 @@ static apr_status_t get_doc(request_rec *r, sk_server_config_t *sc, const char *
         write_entry(r, key, resp->body, resp->len, apr_time_now(),
                     ttl + apr_time_from_sec(STALE_KEEP));
     }
+    else {
+        write_time(r, failed_key, apr_time_now());
+    }
     apr_global_mutex_unlock(sk_globals.fetch_mutex);
 
     if (rv == APR_SUCCESS) {
@@ -178,6 +200,8 @@ static apr_status_t get_doc(request_rec *r, sk_server_config_t *sc, const char *
         *len = resp->len;
         return APR_SUCCESS;
     }
+
+failed:
     if (cached) {
         warn_stale(r, what, key, doc.fetched, ttl, err);
         *text = doc.body;
