@@ -54,7 +54,7 @@ const char *sk_safe_target(request_rec *r, const sk_server_config_t *sc,
 int sk_handle_logout(request_rec *r, sk_server_config_t *sc)
 {
     const char *return_to = sk_query_param(r, "return_to");
-    const char *target = "/", *url;
+    const char *target = "/", *url, *hint = NULL;
     sk_provider_metadata_t *md = NULL;
     sk_session_t *session = NULL;
 
@@ -65,6 +65,7 @@ int sk_handle_logout(request_rec *r, sk_server_config_t *sc)
     apr_table_setn(r->err_headers_out, "Cache-Control", "no-store");
 
     if (sk_session_load(r, sc, &session) == APR_SUCCESS) {
+        hint = sk_session_logout_hint(r, sc, session);
         sk_session_end(r, sc, session);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "logout of %s",
                       ap_escape_logitem(r->pool,
@@ -90,13 +91,12 @@ int sk_handle_logout(request_rec *r, sk_server_config_t *sc)
     target = target[0] == '/' ? ap_construct_url(r->pool, target, r) : target;
 
     /* Without an ID token the provider cannot tell whose session to end. */
-    if (session != NULL && session->id_token != NULL
-        && sk_provider_metadata(r, sc, &md) == APR_SUCCESS
+    if (hint != NULL && sk_provider_metadata(r, sc, &md) == APR_SUCCESS
         && md->end_session_endpoint != NULL) {
         url = apr_pstrcat(r->pool, md->end_session_endpoint,
                           strchr(md->end_session_endpoint, '?') ? "&" : "?",
                           "id_token_hint=",
-                          ap_escape_urlencoded(r->pool, session->id_token),
+                          ap_escape_urlencoded(r->pool, hint),
                           "&post_logout_redirect_uri=",
                           ap_escape_urlencoded(r->pool, target),
                           "&state=", sk_random_token(r->pool, 16), NULL);

@@ -162,7 +162,7 @@ typedef struct {
 typedef struct {
     const char *id;
     const char *cache_id;          /* the cookie's id with ScalekitSessionStore cache */
-    const char *id_token;          /* for the logout's id_token_hint; may be NULL */
+    const char *id_token;          /* cache sessions only; see sk_session_logout_hint */
     apr_time_t created;            /* seconds since the epoch */
     apr_time_t expires;            /* seconds since the epoch */
     apr_time_t last_seen;          /* seconds since the epoch */
@@ -222,6 +222,9 @@ apr_status_t sk_session_load(request_rec *r, sk_server_config_t *sc,
 apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
                              const cJSON *claims, const char *id_token);
 void sk_session_touch(request_rec *r, sk_server_config_t *sc, sk_session_t *session);
+/* Returns the ID token of the session for the logout's id_token_hint, or NULL. */
+const char *sk_session_logout_hint(request_rec *r, sk_server_config_t *sc,
+                                   const sk_session_t *session);
 void sk_session_clear_cookies(request_rec *r, sk_server_config_t *sc);
 apr_status_t sk_session_end(request_rec *r, sk_server_config_t *sc,
                             const sk_session_t *session);

@@ -342,6 +342,9 @@ static apr_status_t write_cookie(request_rec *r, sk_server_config_t *sc,
     return APR_SUCCESS;
 }
 
+static void write_logout_hint(request_rec *r, sk_server_config_t *sc,
+                              const char *id_token);
+
 /* Seals doc and writes it to the cookie, or to the cache under cache_id. */
 static apr_status_t store_doc(request_rec *r, sk_server_config_t *sc, cJSON *doc,
                               const char *cache_id, apr_time_t expires)
@@ -400,15 +403,17 @@ apr_status_t sk_session_save(request_rec *r, sk_server_config_t *sc,
     cJSON_AddNumberToObject(doc, "seen", (double)now);
     cJSON_AddNumberToObject(doc, "exp", (double)expires);
     cJSON_AddItemToObject(doc, "claims", cJSON_Duplicate(claims, 1));
-    if (id_token != NULL) {
-        cJSON_AddStringToObject(doc, "idt", id_token);
-    }
-
     if (sc->session_store == SK_SESSION_STORE_CACHE) {
         cache_id = sk_random_token(r->pool, SESSION_ID_BYTES);
         if (cache_id == NULL) {
             return APR_EGENERAL;
         }
+        if (id_token != NULL) {
+            cJSON_AddStringToObject(doc, "idt", id_token);
+        }
+    }
+    else if (id_token != NULL) {
+        write_logout_hint(r, sc, id_token);
     }
     rv = store_doc(r, sc, doc, cache_id, expires);
     if (rv == APR_SUCCESS && cache_id != NULL) {
@@ -441,9 +446,60 @@ void sk_session_touch(request_rec *r, sk_server_config_t *sc, sk_session_t *sess
     }
 }
 
+/* Name of the cookie that keeps the ID token of a cookie session for the logout. */
+static const char *logout_hint_name(request_rec *r, const sk_server_config_t *sc)
+{
+    return apr_pstrcat(r->pool, sc->cookie_name, "_logout", NULL);
+}
+
+/*
+ * Seals the ID token into its own cookie, scoped to the logout path. Only the logout
+ * needs it (as id_token_hint), so every other request carries, decrypts and parses a
+ * session cookie less than half as large.
+ */
+static void write_logout_hint(request_rec *r, sk_server_config_t *sc,
+                              const char *id_token)
+{
+    const char *name = logout_hint_name(r, sc);
+    char *sealed = sk_seal(r->pool, sc->session_key, name,
+                           (const unsigned char *)id_token, strlen(id_token));
+
+    if (sealed == NULL || strlen(sealed) > CHUNK_SIZE) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "the ID token is too large to "
+                      "keep for the logout; the logout will not send id_token_hint");
+        return;
+    }
+    sk_cookie_set(r, name, sealed, sc->logout_path, -1);
+}
+
+const char *sk_session_logout_hint(request_rec *r, sk_server_config_t *sc,
+                                   const sk_session_t *session)
+{
+    const char *name = logout_hint_name(r, sc);
+    const char *sealed;
+    unsigned char *plain;
+    apr_size_t len;
+
+    if (session->id_token != NULL) {
+        return session->id_token;
+    }
+    sealed = sk_cookie_get(r, name);
+    if (sealed == NULL || sealed[0] == '\0'
+        || sk_unseal(r->pool, sc->session_key, name, sealed, &plain, &len)
+           != APR_SUCCESS) {
+        return NULL;
+    }
+    return (const char *)plain;
+}
+
 void sk_session_clear_cookies(request_rec *r, sk_server_config_t *sc)
 {
+    const char *hint = logout_hint_name(r, sc);
     int i;
+
+    if (sk_cookie_get(r, hint) != NULL) {
+        sk_cookie_set(r, hint, "", sc->logout_path, 0);
+    }
 
     if (sk_cookie_get(r, sc->cookie_name) != NULL) {
         sk_cookie_set(r, sc->cookie_name, "", "/", 0);

@@ -53,63 +53,80 @@ char *sk_b64url_encode(apr_pool_t *p, const unsigned char *data, apr_size_t len)
     return out;
 }
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '-') {
-        return 62;
-    }
-    if (c == '_') {
-        return 63;
-    }
-    return -1;
-}
+/* Maps a byte to its base64url value, or to 64 for a byte outside the alphabet. */
+static const unsigned char b64url_values[256] = {
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 62, 64, 64,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 64, 64, 64, 64, 64, 64,
+    64,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 64, 64, 64, 64, 63,
+    64, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+    64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+};
 
 apr_status_t sk_b64url_decode(apr_pool_t *p, const char *in, apr_size_t in_len,
                               unsigned char **out, apr_size_t *out_len)
 {
-    unsigned char *buf;
-    apr_size_t i, n = 0;
-    unsigned int acc = 0;
-    int bits = 0;
+    const unsigned char *s = (const unsigned char *)in;
+    apr_size_t full = in_len / 4 * 4, rest = in_len - full, i;
+    unsigned char *buf, *o;
+    unsigned int a, b, c, d;
 
     /* One leftover character carries only 6 bits, never a whole byte. */
-    if (in_len % 4 == 1) {
+    if (rest == 1) {
         return SK_EINVAL;
     }
 
     buf = apr_palloc(p, in_len / 4 * 3 + 3);
-    for (i = 0; i < in_len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
+    o = buf;
 
-        if (v < 0) {
+    /* Four characters make three bytes; a value of 64 in any of them flags a byte
+     * outside the alphabet, which the OR of all four exposes. */
+    for (i = 0; i < full; i += 4) {
+        a = b64url_values[s[i]];
+        b = b64url_values[s[i + 1]];
+        c = b64url_values[s[i + 2]];
+        d = b64url_values[s[i + 3]];
+        if ((a | b | c | d) & 64) {
             return SK_EINVAL;
         }
-        acc = (acc << 6) | (unsigned int)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+        *o++ = (unsigned char)(a << 2 | b >> 4);
+        *o++ = (unsigned char)(b << 4 | c >> 2);
+        *o++ = (unsigned char)(c << 6 | d);
     }
 
     /* Non-zero padding bits mean a second spelling of the same bytes: reject it. */
-    if (acc != 0) {
-        return SK_EINVAL;
+    if (rest == 2) {
+        a = b64url_values[s[full]];
+        b = b64url_values[s[full + 1]];
+        if (((a | b) & 64) || (b & 0x0f) != 0) {
+            return SK_EINVAL;
+        }
+        *o++ = (unsigned char)(a << 2 | b >> 4);
+    }
+    else if (rest == 3) {
+        a = b64url_values[s[full]];
+        b = b64url_values[s[full + 1]];
+        c = b64url_values[s[full + 2]];
+        if (((a | b | c) & 64) || (c & 0x03) != 0) {
+            return SK_EINVAL;
+        }
+        *o++ = (unsigned char)(a << 2 | b >> 4);
+        *o++ = (unsigned char)(b << 4 | c >> 2);
     }
 
-    buf[n] = '\0';
+    *o = '\0';
     *out = buf;
-    *out_len = n;
+    *out_len = (apr_size_t)(o - buf);
     return APR_SUCCESS;
 }
 

@@ -329,3 +329,30 @@ def test_two_chunk_session_readable(site, provider):
     ), f"expected a base and two chunk cookies: {list(cookies)}"
 
     assert_cookie_accepted(site, cookies, "session in two chunks")
+
+
+def test_id_token_kept_for_logout_only(site, provider, browser, secret_ledger):
+    # The ID token travels in its own cookie, scoped to the logout path, so the
+    # session cookie that every request carries stays small.
+    sso_site.login(browser, site.url("/sso/open/"), "alice", secret_ledger)
+    hint_name = harness.SESSION_COOKIE + "_logout"
+    hint = None
+    for cookie in browser.cookies:
+        if cookie.name == hint_name:
+            hint = cookie
+    session_value = browser.cookies.get(harness.SESSION_COOKIE)
+
+    assert hint is not None, f"the login set no {hint_name} cookie"
+    assert hint.path == LOGOUT_PATH, f"{hint_name} has Path={hint.path!r}"
+    assert session_value, "the login left no session cookie"
+    assert len(session_value) < 1500, (
+        f"the session cookie is {len(session_value)} bytes; the ID token seems to be "
+        "in it"
+    )
+
+    response = logout(browser, site, "/")
+
+    hint_header = harness.find_set_cookie(response, hint_name)
+    assert hint_header is not None, f"logout did not delete {hint_name}"
+    _, attributes = harness.cookie_attributes(hint_header)
+    assert attributes.get("max-age") == "0", f"{hint_name} after logout: {hint_header}"
