@@ -100,10 +100,7 @@ int sk_start_login(request_rec *r, sk_server_config_t *sc, const sk_login_t *log
     int slot;
 
     if (sk_provider_metadata(r, sc, &md) != APR_SUCCESS) {
-        return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE,
-                             "Identity provider unavailable",
-                             "The sign-in service cannot be reached right now. "
-                             "Please try again in a few minutes.");
+        return sk_provider_unavailable(r);
     }
 
     random = sk_random_token(r->pool, 16);

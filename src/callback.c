@@ -212,7 +212,6 @@ static int redeem_code(request_rec *r, sk_server_config_t *sc,
     sk_http_response_t *resp = NULL;
     sk_token_response_t *tokens;
     sk_idtoken_expect_t expect;
-    sk_jwks_t *jwks;
     sk_jwt_t *jwt = NULL;
     const char *form, *err = NULL;
     apr_status_t rv;
@@ -249,19 +248,7 @@ static int redeem_code(request_rec *r, sk_server_config_t *sc,
                              "Please try again.");
     }
 
-    rv = sk_provider_jwks(r, sc, md, 0, &jwks);
-    if (rv == APR_SUCCESS) {
-        rv = sk_jwt_verify(r->pool, tokens->id_token, jwks, &jwt, &err);
-        if (rv == SK_ENOKEY
-            && sk_provider_jwks(r, sc, md, 1, &jwks) == APR_SUCCESS) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "callback: unknown kid, "
-                          "JWKS refetched");
-            rv = sk_jwt_verify(r->pool, tokens->id_token, jwks, &jwt, &err);
-        }
-    }
-    else {
-        err = "the JWKS is not available";
-    }
+    rv = sk_provider_verify_jwt(r, sc, md, tokens->id_token, &jwt, &err);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "callback: ID token rejected: %s",
                       err);
@@ -405,10 +392,7 @@ static int handle_callback(request_rec *r, sk_server_config_t *sc)
     }
 
     if (sk_provider_metadata(r, sc, &md) != APR_SUCCESS) {
-        return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE,
-                             "Identity provider unavailable",
-                             "The sign-in service cannot be reached right now. "
-                             "Please try again in a few minutes.");
+        return sk_provider_unavailable(r);
     }
 
     status = redeem_code(r, sc, md, params.code, &attempt, &claims, &id_token);

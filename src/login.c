@@ -107,7 +107,6 @@ int sk_handle_idp_initiated(request_rec *r, sk_server_config_t *sc,
                             const char *token)
 {
     sk_provider_metadata_t *md;
-    sk_jwks_t *jwks;
     sk_jwt_t *jwt = NULL;
     sk_login_t login;
     const char *err = NULL, *iss, *relay_state;
@@ -116,22 +115,10 @@ int sk_handle_idp_initiated(request_rec *r, sk_server_config_t *sc,
     apr_status_t rv;
 
     if (sk_provider_metadata(r, sc, &md) != APR_SUCCESS) {
-        return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE,
-                             "Identity provider unavailable",
-                             "The sign-in service cannot be reached right now. "
-                             "Please try again in a few minutes.");
+        return sk_provider_unavailable(r);
     }
 
-    rv = sk_provider_jwks(r, sc, md, 0, &jwks);
-    if (rv == APR_SUCCESS) {
-        rv = sk_jwt_verify(r->pool, token, jwks, &jwt, &err);
-        if (rv == SK_ENOKEY && sk_provider_jwks(r, sc, md, 1, &jwks) == APR_SUCCESS) {
-            rv = sk_jwt_verify(r->pool, token, jwks, &jwt, &err);
-        }
-    }
-    else {
-        err = "the JWKS is not available";
-    }
+    rv = sk_provider_verify_jwt(r, sc, md, token, &jwt, &err);
 
     if (rv == APR_SUCCESS) {
         iss = sk_json_string(jwt->payload, "iss");

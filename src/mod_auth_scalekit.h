@@ -206,6 +206,16 @@ apr_status_t sk_provider_metadata(request_rec *r, sk_server_config_t *sc,
 apr_status_t sk_provider_jwks(request_rec *r, sk_server_config_t *sc,
                               const sk_provider_metadata_t *metadata, int force,
                               sk_jwks_t **jwks);
+/*
+ * Verifies a token signed with a JWKS key, refetching the JWKS once (throttled) when
+ * the token's kid is unknown, so key rotation needs no restart.
+ */
+apr_status_t sk_provider_verify_jwt(request_rec *r, sk_server_config_t *sc,
+                                    const sk_provider_metadata_t *metadata,
+                                    const char *token, sk_jwt_t **jwt,
+                                    const char **err);
+/* Answers with the 503 page for a provider that cannot be reached. */
+int sk_provider_unavailable(request_rec *r);
 apr_status_t sk_provider_get_bearer(request_rec *r, sk_server_config_t *sc,
                                     const char *url, const char *token,
                                     sk_http_response_t **response, const char **err);

@@ -296,6 +296,37 @@ apr_status_t sk_provider_jwks(request_rec *r, sk_server_config_t *sc,
     return rv;
 }
 
+apr_status_t sk_provider_verify_jwt(request_rec *r, sk_server_config_t *sc,
+                                    const sk_provider_metadata_t *metadata,
+                                    const char *token, sk_jwt_t **jwt,
+                                    const char **err)
+{
+    sk_jwks_t *jwks;
+    apr_status_t rv;
+
+    rv = sk_provider_jwks(r, sc, metadata, 0, &jwks);
+    if (rv != APR_SUCCESS) {
+        *err = "the JWKS is not available";
+        return rv;
+    }
+    rv = sk_jwt_verify(r->pool, token, jwks, jwt, err);
+
+    /* A kid the cached set lacks may be a rotated key: fetch the set once more. */
+    if (rv == SK_ENOKEY && sk_provider_jwks(r, sc, metadata, 1, &jwks) == APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "unknown kid in a token, JWKS "
+                      "refetched");
+        rv = sk_jwt_verify(r->pool, token, jwks, jwt, err);
+    }
+    return rv;
+}
+
+int sk_provider_unavailable(request_rec *r)
+{
+    return sk_error_page(r, HTTP_SERVICE_UNAVAILABLE, "Identity provider unavailable",
+                         "The sign-in service cannot be reached right now. Please "
+                         "try again in a few minutes.");
+}
+
 apr_status_t sk_provider_get_bearer(request_rec *r, sk_server_config_t *sc,
                                     const char *url, const char *token,
                                     sk_http_response_t **response, const char **err)
