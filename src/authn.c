@@ -89,6 +89,32 @@ static int choose_state_slot(void)
     return random_byte % SK_STATE_SLOTS;
 }
 
+/*
+ * Shortens the address to return to so the state cookie stays under the 4096 bytes
+ * browsers keep per cookie: a long query is dropped, then a long path becomes "/".
+ */
+static const char *state_return_to(request_rec *r, const char *return_to)
+{
+    const char *query;
+
+    if (return_to == NULL) {
+        return "/";
+    }
+    if (strlen(return_to) <= SK_STATE_URL_MAX) {
+        return return_to;
+    }
+    query = strchr(return_to, '?');
+    if (query != NULL && (apr_size_t)(query - return_to) <= SK_STATE_URL_MAX) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "the address to return to after "
+                      "login is longer than %d bytes; its query is dropped",
+                      SK_STATE_URL_MAX);
+        return apr_pstrmemdup(r->pool, return_to, (apr_size_t)(query - return_to));
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "the address to return to after login "
+                  "is longer than %d bytes; the login returns to /", SK_STATE_URL_MAX);
+    return "/";
+}
+
 int sk_start_login(request_rec *r, sk_server_config_t *sc, const sk_login_t *login)
 {
     static const char slot_digits[] = "0123456789abcdef";
@@ -123,7 +149,7 @@ int sk_start_login(request_rec *r, sk_server_config_t *sc, const sk_login_t *log
     cJSON_AddStringToObject(doc, "state", state);
     cJSON_AddStringToObject(doc, "nonce", nonce);
     cJSON_AddStringToObject(doc, "verifier", verifier);
-    cJSON_AddStringToObject(doc, "url", login->return_to ? login->return_to : "/");
+    cJSON_AddStringToObject(doc, "url", state_return_to(r, login->return_to));
     cJSON_AddNumberToObject(doc, "t", (double)apr_time_sec(apr_time_now()));
     if (login->required_org != NULL) {
         cJSON_AddStringToObject(doc, "org", login->required_org);

@@ -56,6 +56,10 @@
 #define SK_STATE_MAX_AGE 600
 #define SK_STATE_COOKIE_PREFIX "scalekit_state_"
 
+/* Longest return address kept in a state cookie, in bytes: with the nonce, verifier
+ * and sealing overhead the cookie stays under the 4096 bytes browsers keep. */
+#define SK_STATE_URL_MAX 2048
+
 /* Pending logins per browser: one state cookie each, at most this many (up to 16,
  * one hexadecimal digit). 16 cookies of about 350 bytes stay under httpd's default
  * LimitRequestFieldSize of 8190 bytes on the callback. */

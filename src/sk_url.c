@@ -1,6 +1,7 @@
 /*
  * Redirect target checks.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_lib.h>
@@ -64,6 +65,27 @@ static int is_local_path(const char *target)
     return 1;
 }
 
+/* Returns whether a URL's port text is empty or a decimal number from 1 to 65535:
+ * apr_uri_parse keeps only the low 16 bits and takes signs, so it cannot tell. */
+static int is_valid_port(const char *text)
+{
+    apr_size_t i, len;
+
+    if (text == NULL || text[0] == '\0') {
+        return 1;
+    }
+    len = strlen(text);
+    if (len > 5) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if (!apr_isdigit(text[i])) {
+            return 0;
+        }
+    }
+    return atoi(text) >= 1 && atoi(text) <= 65535;
+}
+
 static apr_port_t port_of(const apr_uri_t *uri)
 {
     if (uri->port_str != NULL) {
@@ -113,6 +135,7 @@ const char *sk_url_check_target(apr_pool_t *p, const char *target, const char *o
         || (strcasecmp(uri.scheme, "https") != 0 && strcasecmp(uri.scheme, "http") != 0)
         || uri.hostname == NULL || uri.hostname[0] == '\0'
         || uri.user != NULL || uri.password != NULL
+        || !is_valid_port(uri.port_str)
         || strncasecmp(target + strlen(uri.scheme), "://", 3) != 0) {
         return NULL;
     }
