@@ -75,6 +75,8 @@ sed -e "s|@DEMO_DIR@|$demo_dir|g" -e "s|@PORT@|$port|g" \
 
 stop() {
     trap - EXIT
+    # httpd signals its process group while it stops; that must not cut this short.
+    trap '' INT TERM
     if [ -f "$demo_dir/httpd.pid" ]; then
         /usr/sbin/apache2 -f "$demo_dir/httpd.conf" -k stop >/dev/null 2>&1 || true
     fi
@@ -85,6 +87,17 @@ trap stop EXIT
 trap 'exit 130' INT TERM
 
 /usr/sbin/apache2 -t -f "$demo_dir/httpd.conf"
+# In the background, so that Ctrl-C reaches this script, which then stops httpd.
+/usr/sbin/apache2 -f "$demo_dir/httpd.conf" -DFOREGROUND &
+httpd_pid=$!
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    if ! kill -0 "$httpd_pid" 2>/dev/null; then
+        echo "error: Apache did not start; see $demo_dir/error.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
 cat <<TEXT
 
 mod_auth_scalekit demo is running.
@@ -94,6 +107,4 @@ mod_auth_scalekit demo is running.
 Press Ctrl-C to stop.
 
 TEXT
-# In the background, so that Ctrl-C reaches this script, which then stops httpd.
-/usr/sbin/apache2 -f "$demo_dir/httpd.conf" -DFOREGROUND &
-wait $!
+wait "$httpd_pid"
