@@ -1,6 +1,6 @@
 #!/bin/bash
 # Sanitizer stage of tools/test.sh: memory and undefined-behaviour checks of the
-# library and of the module in a real httpd. Runs from any directory; the last line
+# library and of the module in a real httpd. Runs from any directory. The last line
 # is "sanitize: N passed, N failed", where each check below counts once:
 #
 #   unit-asan          the Check unit tests built with gcc -fsanitize=address,undefined
@@ -9,7 +9,7 @@
 #                      through the libFuzzer target built with ASan and UBSan
 #   module-asan-build  the module built by apxs with -fsanitize=address,undefined
 #   integration-asan   the pytest integration tests with that module in httpd, which
-#                      runs with libasan preloaded; any ASan or UBSan report file fails
+#                      runs with libasan preloaded. Any ASan or UBSan report file fails
 #
 # Sanitizer builds go to build/sanitize/PID/, so the normal build in src/ is untouched
 # and two runs at once do not share files. That directory is removed when every check
@@ -143,12 +143,17 @@ if [ -n "$module_so" ]; then
     cat >"$wrapper" <<EOF
 #!/bin/sh
 # Runs apache2 with the ASan runtime preloaded for the ASan build of the module.
+# PHP loads its extensions (opcache first) with RTLD_DEEPBIND, which the ASan
+# runtime rejects, so PHP reads no conf.d directory and runs with built-in
+# extensions only.
+export PHP_INI_SCAN_DIR="$OUT/php-conf.d"
 export LD_PRELOAD="$libasan"
 export ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=0:halt_on_error=1"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1"
 exec /usr/sbin/apache2 "\$@"
 EOF
     chmod 755 "$wrapper"
+    mkdir -p "$OUT/php-conf.d"
 
     status=0
     SK_APACHE_WRAPPER=$wrapper MOD_AUTH_SCALEKIT_SO=$module_so \
