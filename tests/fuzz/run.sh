@@ -13,7 +13,7 @@
 #       libFuzzer goes on after a failure (its -fork=1 mode), and the failing inputs
 #       go to tests/fuzz/build/crashes/TARGET for review instead of the corpus.
 #
-# tests/fuzz/known_failures/TARGET/ holds inputs of module bugs that are reported
+# tests/fuzz/known_failures/TARGET/ contains inputs of module bugs that are reported
 # but not fixed yet. A replay runs each of them alone and expects it to fail, like
 # pytest's xfail(strict=True): one that passes fails the replay, and the message
 # says to move it to tests/fuzz/corpus/TARGET.

@@ -125,7 +125,7 @@ if (cd "$OUT/module" && apxs -c -o mod_auth_scalekit.la \
         -Wl,-fsanitize=address,undefined \
         $(pkg-config --cflags libcjson libcurl openssl) ./*.c \
         $(pkg-config --libs libcjson libcurl openssl) -lasan -lubsan) \
-        >"$OUT/module/build.log" 2>&1 && ldd "$module_so" | grep -q libasan; then
+        >"$OUT/module/build.log" 2>&1 && ldd "$module_so" | grep libasan >/dev/null; then
     pass module-asan-build
 else
     fail module-asan-build "see $OUT/module/build.log"
