@@ -3,7 +3,7 @@
 Phases, each optional (--phases):
   event     Throughput of seven cases under the event MPM (PHP through php-fpm).
             Then logins per second of both modules and of the provider alone.
-  rss       Peak RSS of the event MPM children at request-count checkpoints.
+  rss       Peak RSS of one event MPM child at request-count checkpoints.
   prefork   Throughput of the seven cases under the prefork MPM with mod_php.
   profile   Callgrind instruction counts per request and per login, httpd -X.
 
@@ -192,14 +192,17 @@ class Phase:
     """The Apache instances of one MPM: plain, scalekit and openidc."""
 
     def __init__(self, args, provider, ledger, name, mpm,
-                 kinds=("plain", "scalekit", "openidc"), php_fpm=None, php=True):
+                 kinds=("plain", "scalekit", "openidc"), php_fpm=None, php=True,
+                 mpm_settings=None):
         self.sites = {}
         self.httpds = {}
+        self.php_fpm = php_fpm
         for kind in kinds:
             site = servers.Site(kind, mpm, site_root(args, f"{name}-{kind}"),
                                 issuer=provider.issuer,
                                 client_secret=args.client_secret, module=args.module,
-                                php_fpm_port=php_fpm.port if php_fpm else None, php=php)
+                                php_fpm_port=php_fpm.port if php_fpm else None, php=php,
+                                mpm_settings=mpm_settings)
             self.sites[kind] = site
             self.httpds[kind] = servers.Httpd(site, ledger)
 
@@ -210,6 +213,13 @@ class Phase:
     def stop(self):
         for httpd in self.httpds.values():
             httpd.stop()
+
+    def server_pids(self, kind):
+        """Return the parent pids whose processes serve kind's site, php-fpm included."""
+        pids = [self.httpds[kind].pid]
+        if self.php_fpm is not None:
+            pids.append(self.php_fpm.process.pid)
+        return pids
 
     def error_log_summary(self):
         """Return {kind: {"lines", "lru_drop_warnings", "samples"}} of the error logs."""
@@ -241,8 +251,13 @@ def session_cookie(site, path):
 # --- throughput ------------------------------------------------------------------------
 
 
-def measure_case(args, site, path, cookie_site):
-    """Run wrk once on site's path, with a fresh session from cookie_site if given."""
+def measure_case(args, site, path, cookie_site, server_pids):
+    """Run wrk once on site's path, with a fresh session from cookie_site if given.
+
+    Besides wrk's figures, the result has the CPU time that the server processes
+    (server_pids and their children) used per request. It depends less than the
+    throughput on wrk, which shares the CPUs with httpd.
+    """
     url = site.url(path)
     cookie = session_cookie(cookie_site, "/private" + STATIC) if cookie_site else None
     status, expected_size, sample = loadgen.response_size(url, cookie)
@@ -252,9 +267,12 @@ def measure_case(args, site, path, cookie_site):
     if sample.headers.get("Set-Cookie"):
         problems.append("the check response sets a cookie")
 
+    cpu_before = servers.cpu_seconds(server_pids)
     result = loadgen.run_wrk(url, cookie, seconds=args.seconds, threads=args.wrk_threads,
                              connections=args.wrk_connections)
+    cpu_used = servers.cpu_seconds(server_pids) - cpu_before
     if result.get("requests"):
+        result["server_cpu_us_per_request"] = round(cpu_used * 1e6 / result["requests"], 1)
         per_request = result["bytes_read"] / result["requests"]
         result["bytes_per_request"] = round(per_request)
         result["expected_bytes_per_request"] = expected_size
@@ -277,7 +295,8 @@ def run_throughput(args, phase, label):
         order = THROUGHPUT_CASES if number % 2 == 0 else list(reversed(THROUGHPUT_CASES))
         for name, kind, path, cookie_kind in order:
             cookie_site = phase.sites[cookie_kind] if cookie_kind else None
-            result = measure_case(args, phase.sites[kind], path, cookie_site)
+            result = measure_case(args, phase.sites[kind], path, cookie_site,
+                                  phase.server_pids(kind))
             result["round"] = number + 1
             rounds[name].append(result)
             note = f" PROBLEM: {'; '.join(result['problems'])}" if result["problems"] else ""
@@ -304,6 +323,8 @@ def summarize_throughput(rounds):
             "rps_max": max((run["requests_per_second"] for run in valid), default=None),
             "p50_ms": median(run["p50_ms"] for run in valid),
             "p99_ms": median(run["p99_ms"] for run in valid),
+            "server_cpu_us_per_request": median(run.get("server_cpu_us_per_request")
+                                                for run in valid),
             "cookie_bytes": runs[0]["cookie_bytes"] if runs else 0,
         }
     ratios = {}
@@ -319,14 +340,26 @@ def summarize_throughput(rounds):
         "php_openidc/php_unprotected": ("php_openidc", "php_unprotected"),
         "php_scalekit/php_openidc": ("php_scalekit", "php_openidc"),
     }
+    cpu_ratios = {}
     for label, (numerator, denominator) in pairs.items():
         per_round = []
+        cpu_per_round = []
         for top, bottom in zip(rounds[numerator], rounds[denominator]):
-            if not top["problems"] and not bottom["problems"]:
-                per_round.append(top["requests_per_second"] / bottom["requests_per_second"])
+            if top["problems"] or bottom["problems"]:
+                continue
+            per_round.append(top["requests_per_second"] / bottom["requests_per_second"])
+            # Inverted, so that it reads like the throughput ratio: the share of the
+            # throughput left if CPU time were the only limit.
+            if top.get("server_cpu_us_per_request"):
+                cpu_per_round.append(bottom["server_cpu_us_per_request"]
+                                     / top["server_cpu_us_per_request"])
         ratios[label] = {"median": round(median(per_round), 3) if per_round else None,
                          "per_round": [round(value, 3) for value in per_round]}
-    return {"cases": summary, "ratios": ratios}
+        cpu_ratios[label] = {
+            "median": round(median(cpu_per_round), 3) if cpu_per_round else None,
+            "per_round": [round(value, 3) for value in cpu_per_round],
+        }
+    return {"cases": summary, "ratios": ratios, "cpu_ratios": cpu_ratios}
 
 
 def median(values):
@@ -392,7 +425,8 @@ def run_rss(args, provider, ledger):
     """Peak RSS of each child after the checkpoints' numbers of authenticated requests."""
     results = {}
     for kind in ("scalekit", "openidc"):
-        phase = Phase(args, provider, ledger, "rss", "event", kinds=(kind,))
+        phase = Phase(args, provider, ledger, "rss", "event", kinds=(kind,),
+                      mpm_settings="event-one-child")
         phase.start()
         try:
             site = phase.sites[kind]
@@ -439,8 +473,8 @@ def run_profiles(args, provider, ledger):
     """Profile the unprotected, the protected and the cookie-only static requests.
 
     plain_cookie sends the plain site a Cookie header as long as mod_auth_scalekit's
-    session cookie (random characters, since no module reads it), to separate httpd's
-    cost of parsing the header from the module's work.
+    session cookie. Its value is random, because no module reads it. The run
+    separates httpd's cost of parsing the header from the module's work.
     """
     results = {}
     runs = (("plain", "plain", STATIC), ("scalekit", "scalekit", "/private" + STATIC),

@@ -29,7 +29,7 @@ PROFILE_CONFIG = "MaxKeepAliveRequests 0\nKeepAliveTimeout 120\n"
 # Functions of interest for the per-request cost of mod_auth_scalekit, with a label.
 # Library functions are counted inclusively over every caller. In an authenticated
 # request for a static file only the module calls the EVP_* and cJSON_* functions,
-# but apr_table_setn has other callers, as its label says.
+# but apr_table_setn has other callers, which its label notes.
 SCALEKIT_FOCUS = [
     ("sk_strip_claim_headers", "post_read_request hook: strip claim headers"),
     ("sk_quick_handler", "quick handler: callback, login and logout paths"),

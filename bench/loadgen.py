@@ -86,7 +86,7 @@ class CookieJar:
     def header(self, request_path):
         """Return the Cookie header value for a request to request_path.
 
-        Cookies with longer paths come first, as RFC 6265, 5.4 asks of browsers.
+        Cookies with longer paths come first, as RFC 6265, 5.4 recommends.
         """
         matching = [(path, name, value) for (name, path), value in self.cookies.items()
                     if cookie_path_matches(request_path, path)]
@@ -465,7 +465,12 @@ def run_wrk(url, cookie=None, seconds=8, threads=2, connections=16,
 
 
 def response_size(url, cookie=None):
-    """Return (status, bytes on the wire of the status line, headers and body)."""
+    """Return (status, approximate bytes on the wire, response) of one GET.
+
+    The size counts the status line, the headers as http.client parsed them and the
+    body, which is close enough to wrk's bytes per request to tell a 200 response
+    from a redirect or an error page.
+    """
     headers = {"Cookie": cookie} if cookie else {}
     connection = http.client.HTTPConnection("127.0.0.1", urllib.parse.urlsplit(url).port,
                                             timeout=HTTP_TIMEOUT_SECONDS)

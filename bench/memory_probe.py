@@ -27,21 +27,17 @@ import callgrind_profile
 import loadgen
 import servers
 
-SINGLE_EVENT_CHILD = (
-    "StartServers 1\nServerLimit 1\nThreadsPerChild 16\nMaxRequestWorkers 16\n"
-    "MinSpareThreads 1\nMaxSpareThreads 16\nMaxConnectionsPerChild 0"
-)
 PROTECTED_PATH = "/private" + servers.STATIC_PATH
 SESSION_COOKIE_LENGTH = 2048
 
 
 def probe_rss(args, workdir, provider, ledger):
-    servers.MPM_SETTINGS["event"] = SINGLE_EVENT_CHILD
     kind = "plain" if args.plain else "scalekit"
     root = workdir / "site"
     root.mkdir(mode=0o755)
     site = servers.Site(kind, "event", root, issuer=provider.issuer,
-                        client_secret=args.client_secret, module=args.module)
+                        client_secret=args.client_secret, module=args.module,
+                        mpm_settings="event-one-child")
     httpd = servers.Httpd(site, ledger)
     httpd.start()
     try:
@@ -127,8 +123,8 @@ def main(argv=None):
     workdir.chmod(0o755)
     ledger = servers.ProcessLedger(workdir / "pids")
     provider = servers.DevProvider(workdir, args.client_secret, ledger)
-    provider.start()
     try:
+        provider.start()
         if args.probe == "rss":
             probe_rss(args, workdir, provider, ledger)
         else:

@@ -96,6 +96,12 @@ def targets_section(data):
         rows.append([f"protected static file >= {STATIC_RATIO_TARGET} of unprotected "
                      f"({mpm})", fmt(ratio.get("median"), 3),
                      verdict(ratio.get("per_round"), STATIC_RATIO_TARGET)])
+        cpu = data.get(mpm, {}).get("cpu_ratios", {}).get(
+            "static_scalekit/static_unprotected", {})
+        if cpu.get("per_round"):
+            rows.append([f"the same from server CPU time per request ({mpm}, supporting)",
+                         fmt(cpu.get("median"), 3),
+                         verdict(cpu.get("per_round"), STATIC_RATIO_TARGET)])
         ahead = ratios.get("static_scalekit/static_openidc", {})
         rows.append([f"protected static file ahead of mod_auth_openidc ({mpm})",
                      times(ahead.get("median")),
@@ -179,6 +185,7 @@ def throughput_section(data, mpm):
             CASE_LABELS[name], fmt(summary["requests_per_second"]),
             f"{fmt(summary['rps_min'])} to {fmt(summary['rps_max'])}",
             fmt(summary["p50_ms"], 2), fmt(summary["p99_ms"], 2),
+            fmt(summary.get("server_cpu_us_per_request"), 1),
             f"{summary['valid_runs']}/{summary['runs']}", summary["cookie_bytes"] or "",
         ])
     php = ("PHP runs in php-fpm (pm static, 8 children) through mod_proxy_fcgi"
@@ -186,11 +193,24 @@ def throughput_section(data, mpm):
     text = (f"## Throughput, {mpm} MPM\n\n{php}. Medians over the rounds; latency "
             f"from `wrk --latency`.\n\n")
     text += table(["case", "requests/s", "range over rounds", "p50 ms", "p99 ms",
-                   "valid runs", "Cookie header bytes"], rows) + "\n\n"
-    ratio_rows = [[label, fmt(value["median"], 3),
-                   ", ".join(f"{ratio:.3f}" for ratio in value["per_round"])]
-                  for label, value in phase["ratios"].items()]
-    text += table(["ratio of requests/s", "median", "per round"], ratio_rows) + "\n"
+                   "server CPU µs per request", "valid runs", "Cookie header bytes"],
+                  rows) + "\n\n"
+    text += ("Server CPU is the user and system time of the httpd processes (and of "
+             "php-fpm under the event MPM) during the wrk run, divided by the requests. "
+             "wrk runs on the same two CPUs, so the throughput ratio also depends on how "
+             "the scheduler shares them. The CPU ratio is inverted (unprotected CPU per "
+             "request divided by protected) so that it reads like the throughput "
+             "ratio.\n\n")
+    cpu_ratios = phase.get("cpu_ratios", {})
+    ratio_rows = []
+    for label, value in phase["ratios"].items():
+        cpu = cpu_ratios.get(label, {})
+        ratio_rows.append([label, fmt(value["median"], 3),
+                           ", ".join(f"{ratio:.3f}" for ratio in value["per_round"]),
+                           fmt(cpu.get("median"), 3),
+                           ", ".join(f"{ratio:.3f}" for ratio in cpu.get("per_round", []))])
+    text += table(["ratio", "requests/s, median", "requests/s, per round",
+                   "CPU, median", "CPU, per round"], ratio_rows) + "\n"
     problems = [f"{name} round {run['round']}: {'; '.join(run['problems'])}"
                 for name, runs in phase["rounds"].items() for run in runs
                 if run["problems"]]
@@ -272,8 +292,9 @@ def rss_section(data):
                      f"requests, last after {last['requests_so_far']:,}; largest growth "
                      f"{fmt(result['max_vmhwm_growth_kb'])} kB; {not_200} responses "
                      f"were not 200.")
-    text = ("## Peak RSS per child\n\nEvent MPM, 2 children of 16 threads, a fresh "
-            "httpd per module, the protected static file driven by wrk "
+    text = ("## Peak RSS per child\n\nEvent MPM with one child of 16 threads, so that "
+            "the child serves every request, a fresh httpd per module, the protected "
+            "static file driven by wrk "
             "(-t2 -c16, a Lua script counts the responses and stops at each "
             "checkpoint). VmHWM and VmRSS from /proc/PID/status, in kB.\n\n")
     checkpoints = ", ".join(f"{count:,}" for count in data["settings"]["rss_checkpoints"])
@@ -474,9 +495,9 @@ configs. Settings chosen to make the two modules do the same work:
 What stays different: each module puts its own session format in its cookie, and the
 "Cookie header bytes" columns show the size that every request carries. The benchmark
 sends each cookie only to the paths its Path attribute covers, as a browser does.
-mod_auth_openidc writes an entry to its shm cache at every login. With the default 500
-entries, it logs a warning ("dropping LRU entry") for each login once the cache is
-full. The error log table counts them.
+mod_auth_openidc writes an entry to its shm cache at every login. With the default
+500 entries, it logs a warning ("dropping LRU entry") for each login once the cache
+is full. The error log table counts them.
 """
 
 

@@ -60,6 +60,12 @@ echo 'user=', $_SERVER['REMOTE_USER'] ?? '-', "\\n", 'claims=', $claims, "\\n";
 # child is started or stopped while wrk measures, and MaxConnectionsPerChild 0 keeps
 # every child alive for the memory measurement.
 MPM_SETTINGS = {
+    # One child only, for the memory measurement: every request reaches the child
+    # that is measured.
+    "event-one-child": (
+        "StartServers 1\nServerLimit 1\nThreadsPerChild 16\nMaxRequestWorkers 16\n"
+        "MinSpareThreads 1\nMaxSpareThreads 16\nMaxConnectionsPerChild 0"
+    ),
     "event": (
         "StartServers 2\nServerLimit 2\nThreadsPerChild 16\nMaxRequestWorkers 32\n"
         "MinSpareThreads 16\nMaxSpareThreads 48\nMaxConnectionsPerChild 0"
@@ -183,14 +189,15 @@ class Site:
     """Settings of one Apache instance.
 
     kind is "plain" (no authentication module), "scalekit" or "openidc"; mpm is
-    "event" or "prefork". With php_fpm_port the event MPM sends .php files to php-fpm,
+    "event" or "prefork", and mpm_settings a key of MPM_SETTINGS (default: mpm). With php_fpm_port the event MPM sends .php files to php-fpm,
     and prefork loads mod_php unless php is False.
     """
 
     def __init__(self, kind, mpm, root, issuer=None, client_secret=None, module=None,
-                 php_fpm_port=None, php=True):
+                 php_fpm_port=None, php=True, mpm_settings=None):
         self.kind = kind
         self.mpm = mpm
+        self.mpm_settings = MPM_SETTINGS[mpm_settings or mpm]
         self.root = Path(root)
         self.port = free_port()
         self.issuer = issuer
@@ -327,7 +334,7 @@ ServerName 127.0.0.1:{site.port}
 
 User www-data
 Group www-data
-{MPM_SETTINGS[site.mpm]}
+{site.mpm_settings}
 Timeout 30
 KeepAlive On
 
@@ -338,14 +345,16 @@ LogLevel warn
 
 DocumentRoot "{root}/htdocs"
 
+# FollowSymLinks as in Debian's apache2.conf: without it, httpd calls lstat() on
+# every component of the path of every request.
 <Directory />
-    Options None
+    Options FollowSymLinks
     AllowOverride None
     Require all denied
 </Directory>
 
 <Directory "{root}/htdocs">
-    Options None
+    Options FollowSymLinks
     AllowOverride None
     Require all granted
 </Directory>
@@ -390,7 +399,7 @@ class Httpd:
 
     def wait_for_children(self):
         """Wait until the MPM has started its StartServers children."""
-        match = re.search(r"StartServers (\d+)", MPM_SETTINGS[self.site.mpm])
+        match = re.search(r"StartServers (\d+)", self.site.mpm_settings)
         expected = int(match.group(1)) if match else 1
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while len(self.children()) < expected and time.monotonic() < deadline:
@@ -429,6 +438,24 @@ def child_pids(parent):
         if match and int(match.group(1)) == parent:
             pids.append(int(entry.name))
     return sorted(pids)
+
+
+def cpu_seconds(parents):
+    """Return the user and system CPU seconds of parents and their children.
+
+    Reads utime and stime from /proc/PID/stat, in clock ticks (10 ms at the usual
+    USER_HZ of 100). Processes that exit in between are not counted.
+    """
+    ticks = 0
+    for parent in parents:
+        for pid in [parent] + child_pids(parent):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def memory_status(pid):
