@@ -128,8 +128,8 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     &sk_globals.provider_cache) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    /* Also for cookie sessions when configured: ended sessions are then remembered
-     * where every host behind a load balancer sees them. */
+    /* Also for cookie sessions when configured, so that ended sessions are recorded
+     * where every host behind a load balancer can check them. */
     if ((cache_sessions || sk_globals.session_cache_spec != NULL)
         && setup_cache(pconf, ptemp, s, sk_globals.session_cache_spec,
                        "auth_scalekit_sessions", SK_DEFAULT_SESSION_CACHE_SIZE,

@@ -56,8 +56,9 @@
 #define SK_STATE_MAX_AGE 600
 #define SK_STATE_COOKIE_PREFIX "scalekit_state_"
 
-/* Longest return address kept in a state cookie, in bytes: with the nonce, verifier
- * and sealing overhead the cookie stays under the 4096 bytes browsers keep. */
+/* Maximum length of the return address kept in a state cookie, in bytes. With the
+ * nonce, verifier and sealing overhead, the cookie stays under the 4096 bytes that
+ * browsers keep per cookie. */
 #define SK_STATE_URL_MAX 2048
 
 /* Pending logins per browser: one state cookie each, at most this many (up to 16,
@@ -218,7 +219,7 @@ apr_status_t sk_provider_verify_jwt(request_rec *r, sk_server_config_t *sc,
                                     const sk_provider_metadata_t *metadata,
                                     const char *token, sk_jwt_t **jwt,
                                     const char **err);
-/* Answers with the 503 page for a provider that cannot be reached. */
+/* Returns 503 with the error page for a provider that cannot be reached. */
 int sk_provider_unavailable(request_rec *r);
 apr_status_t sk_provider_get_bearer(request_rec *r, sk_server_config_t *sc,
                                     const char *url, const char *token,

@@ -89,8 +89,8 @@ apr_status_t sk_b64url_decode(apr_pool_t *p, const char *in, apr_size_t in_len,
     buf = apr_palloc(p, in_len / 4 * 3 + 3);
     o = buf;
 
-    /* Four characters make three bytes; a value of 64 in any of them flags a byte
-     * outside the alphabet, which the OR of all four exposes. */
+    /* Four characters make three bytes. A byte outside the alphabet maps to 64, so
+     * the OR of the four values exposes it. */
     for (i = 0; i < full; i += 4) {
         a = b64url_values[s[i]];
         b = b64url_values[s[i + 1]];
